@@ -1,0 +1,125 @@
+// The nerfgan_distill._C module: torch-free entry points. Tensors arrive as raw
+// addresses (integers), sizes, a dtype code and, for CUDA, a device index and a
+// stream handle. All validation with user-facing messages happens in Python; the
+// checks here only keep a wrong call from touching memory it should not.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "nerfgan_distill/bias_act.h"
+
+#ifdef NGD_WITH_CUDA
+#include <cuda_runtime_api.h>  // CUDART_VERSION only; no runtime call happens at import
+#endif
+
+namespace py = pybind11;
+
+#ifndef NGD_CUDA_ARCHS
+#define NGD_CUDA_ARCHS ""
+#endif
+#ifndef NGD_CUDA_SKIP_REASON
+#define NGD_CUDA_SKIP_REASON ""
+#endif
+#ifndef NGD_VERSION
+#define NGD_VERSION "unknown"
+#endif
+
+namespace {
+
+ngd::bias_act::Params bias_act_params(std::uintptr_t x, std::uintptr_t b, std::uintptr_t g,
+                                      std::uintptr_t h, std::uintptr_t out, int64_t numel,
+                                      int64_t bias_stride, int64_t bias_size, int act, int mode,
+                                      int dtype, double alpha, double gain, double clamp) {
+  using namespace ngd::bias_act;
+  if (numel < 0 || bias_stride < 1 || bias_size < 1)
+    throw std::invalid_argument("bias_act: numel must be >= 0, bias_stride and bias_size >= 1");
+  if (act < 0 || act >= kNumActs) throw std::invalid_argument("bias_act: unknown activation code");
+  if (mode < kForward || mode > kGrad2) throw std::invalid_argument("bias_act: unknown mode");
+  if (dtype < ngd::kFloat32 || dtype > ngd::kBFloat16) throw std::invalid_argument("bias_act: unknown dtype code");
+  if (numel > 0 && (!x || !out)) throw std::invalid_argument("bias_act: x and out must not be null");
+  if (numel > 0 && mode != kForward && !g) throw std::invalid_argument("bias_act: g must not be null");
+  if (numel > 0 && mode == kGrad2 && !h) throw std::invalid_argument("bias_act: h must not be null");
+  Params p;
+  p.x = reinterpret_cast<const void*>(x);
+  p.b = reinterpret_cast<const void*>(b);
+  p.g = reinterpret_cast<const void*>(g);
+  p.h = reinterpret_cast<const void*>(h);
+  p.out = reinterpret_cast<void*>(out);
+  p.numel = numel;
+  p.bias_stride = bias_stride;
+  p.bias_size = bias_size;
+  p.act = act;
+  p.mode = mode;
+  p.dtype = dtype;
+  p.alpha = alpha;
+  p.gain = gain;
+  p.clamp = clamp;
+  return p;
+}
+
+py::dict build_info() {
+  py::dict info;
+  info["version"] = NGD_VERSION;
+#ifdef NGD_WITH_CUDA
+  info["cuda"] = true;
+  info["cuda_version"] = std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10);
+  info["cuda_archs"] = NGD_CUDA_ARCHS;
+#else
+  info["cuda"] = false;
+  info["cuda_skip_reason"] = NGD_CUDA_SKIP_REASON;
+#endif
+#ifdef _OPENMP
+  info["openmp"] = true;
+#else
+  info["openmp"] = false;
+#endif
+#if defined(__clang__)
+  info["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  info["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+  info["compiler"] = "unknown";
+#endif
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "nerfgan_distill native core (torch-free)";
+  m.def("build_info", &build_info, "What this module was built with.");
+
+  m.def(
+      "bias_act_cpu",
+      [](std::uintptr_t x, std::uintptr_t b, std::uintptr_t g, std::uintptr_t h, std::uintptr_t out,
+         int64_t numel, int64_t bias_stride, int64_t bias_size, int act, int mode, int dtype,
+         double alpha, double gain, double clamp) {
+        const auto p = bias_act_params(x, b, g, h, out, numel, bias_stride, bias_size, act, mode,
+                                       dtype, alpha, gain, clamp);
+        py::gil_scoped_release release;
+        ngd::bias_act::launch_cpu(p);
+      },
+      py::arg("x"), py::arg("b"), py::arg("g"), py::arg("h"), py::arg("out"), py::arg("numel"),
+      py::arg("bias_stride"), py::arg("bias_size"), py::arg("act"), py::arg("mode"),
+      py::arg("dtype"), py::arg("alpha"), py::arg("gain"), py::arg("clamp"));
+
+#ifdef NGD_WITH_CUDA
+  m.def(
+      "bias_act_cuda",
+      [](std::uintptr_t x, std::uintptr_t b, std::uintptr_t g, std::uintptr_t h, std::uintptr_t out,
+         int64_t numel, int64_t bias_stride, int64_t bias_size, int act, int mode, int dtype,
+         double alpha, double gain, double clamp, int device, std::uintptr_t stream) {
+        const auto p = bias_act_params(x, b, g, h, out, numel, bias_stride, bias_size, act, mode,
+                                       dtype, alpha, gain, clamp);
+        if (device < 0) throw std::invalid_argument("bias_act_cuda: device must be >= 0");
+        py::gil_scoped_release release;
+        ngd::bias_act::launch_cuda(p, device, stream);
+      },
+      py::arg("x"), py::arg("b"), py::arg("g"), py::arg("h"), py::arg("out"), py::arg("numel"),
+      py::arg("bias_stride"), py::arg("bias_size"), py::arg("act"), py::arg("mode"),
+      py::arg("dtype"), py::arg("alpha"), py::arg("gain"), py::arg("clamp"), py::arg("device"),
+      py::arg("stream"));
+#endif
+}

@@ -1,0 +1,89 @@
+// bias_act on CUDA: a grid-stride elementwise kernel, 32-bit indexing when it fits.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "nerfgan_distill/bias_act.h"
+
+namespace ngd {
+namespace bias_act {
+namespace {
+
+template <typename T> __device__ __forceinline__ T load_as(float v) { return T(v); }
+template <typename T> __device__ __forceinline__ T load_as(double v) { return T(v); }
+template <typename T> __device__ __forceinline__ T load_as(__half v) { return T(__half2float(v)); }
+template <typename T> __device__ __forceinline__ T load_as(__nv_bfloat16 v) { return T(__bfloat162float(v)); }
+
+template <typename S> struct StoreAs;
+template <> struct StoreAs<float> { template <typename T> __device__ static float from(T v) { return float(v); } };
+template <> struct StoreAs<double> { template <typename T> __device__ static double from(T v) { return double(v); } };
+template <> struct StoreAs<__half> { template <typename T> __device__ static __half from(T v) { return __float2half_rn(float(v)); } };
+template <> struct StoreAs<__nv_bfloat16> { template <typename T> __device__ static __nv_bfloat16 from(T v) { return __float2bfloat16_rn(float(v)); } };
+
+template <int Act, int Mode, bool HasClamp, typename S, typename T, typename Index>
+__device__ __forceinline__ void bias_act_loop(const Params& p) {
+  const S* __restrict__ x = static_cast<const S*>(p.x);
+  const S* __restrict__ b = static_cast<const S*>(p.b);
+  const S* __restrict__ g = static_cast<const S*>(p.g);
+  const S* __restrict__ h = static_cast<const S*>(p.h);
+  S* __restrict__ out = static_cast<S*>(p.out);
+  const T alpha = T(p.alpha), gain = T(p.gain), clamp = T(p.clamp);
+  const Index numel = Index(p.numel), stride = Index(p.bias_stride), size = Index(p.bias_size);
+  const Index step = Index(blockDim.x) * Index(gridDim.x);
+  for (Index i = Index(blockIdx.x) * Index(blockDim.x) + Index(threadIdx.x); i < numel; i += step) {
+    T s = load_as<T>(x[i]);
+    if (b) s += load_as<T>(b[(i / stride) % size]);
+    const T gi = Mode != kForward ? load_as<T>(g[i]) : T(0);
+    const T hi = Mode == kGrad2 ? load_as<T>(h[i]) : T(0);
+    out[i] = StoreAs<S>::from(apply<Act, Mode, HasClamp, T>(s, gi, hi, alpha, gain, clamp));
+  }
+}
+
+template <int Act, int Mode, typename S, typename T, typename Index>
+__global__ void bias_act_kernel(Params p) {
+  if (p.clamp >= 0) bias_act_loop<Act, Mode, true, S, T, Index>(p);  // uniform branch
+  else bias_act_loop<Act, Mode, false, S, T, Index>(p);
+}
+
+void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) {
+    throw std::runtime_error(std::string("bias_act_cuda: ") + what + ": " + cudaGetErrorString(err));
+  }
+}
+
+template <typename S, typename T>
+void launch_typed(const Params& p, cudaStream_t stream) {
+  constexpr int kThreads = 256;
+  const int64_t blocks = std::min<int64_t>((p.numel + kThreads - 1) / kThreads, int64_t(1) << 20);
+  with_act_and_mode(p.act, p.mode, [&](auto act, auto mode) {
+    constexpr int kAct = decltype(act)::value, kMode = decltype(mode)::value;
+    if (p.numel <= INT32_MAX) {
+      bias_act_kernel<kAct, kMode, S, T, int32_t><<<unsigned(blocks), kThreads, 0, stream>>>(p);
+    } else {
+      bias_act_kernel<kAct, kMode, S, T, int64_t><<<unsigned(blocks), kThreads, 0, stream>>>(p);
+    }
+  });
+  check(cudaGetLastError(), "kernel launch failed");
+}
+
+}  // namespace
+
+void launch_cuda(const Params& p, int device, std::uintptr_t stream_handle) {
+  if (p.numel == 0) return;
+  check(cudaSetDevice(device), "cudaSetDevice failed");
+  cudaStream_t stream = reinterpret_cast<cudaStream_t>(stream_handle);
+  switch (p.dtype) {
+    case kFloat32: launch_typed<float, float>(p, stream); break;
+    case kFloat64: launch_typed<double, double>(p, stream); break;
+    case kFloat16: launch_typed<__half, float>(p, stream); break;
+    case kBFloat16: launch_typed<__nv_bfloat16, float>(p, stream); break;
+    default: throw std::invalid_argument("bias_act_cuda: unsupported dtype code");
+  }
+}
+
+}  // namespace bias_act
+}  // namespace ngd

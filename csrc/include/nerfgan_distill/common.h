@@ -1,0 +1,30 @@
+// Shared definitions for the torch-free native core: host/device qualifiers,
+// dtype codes and math wrappers that pick the float or double libm function.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define NGD_HD __host__ __device__ __forceinline__
+#else
+#define NGD_HD inline
+#endif
+
+namespace ngd {
+
+// Must match nerfgan_distill/_native.py (DTYPE_CODES).
+enum DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
+
+// Explicit float/double overloads: in device code std:: math is not available and
+// the unqualified C names would silently promote float to double on the host.
+NGD_HD float ngd_exp(float x) { return expf(x); }
+NGD_HD double ngd_exp(double x) { return exp(x); }
+NGD_HD float ngd_expm1(float x) { return expm1f(x); }
+NGD_HD double ngd_expm1(double x) { return expm1(x); }
+NGD_HD float ngd_log1p(float x) { return log1pf(x); }
+NGD_HD double ngd_log1p(double x) { return log1p(x); }
+NGD_HD float ngd_tanh(float x) { return tanhf(x); }
+NGD_HD double ngd_tanh(double x) { return tanh(x); }
+
+}  // namespace ngd

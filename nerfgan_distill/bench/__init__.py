@@ -1,0 +1,85 @@
+"""Kernel microbenchmarks: `nerfgan-distill bench` or `python -m benchmarks`.
+
+Each suite times its op on every usable kernel backend and, in the same run, on
+the torch reference eager and under torch.compile; rows carry the median time,
+achieved GB/s and the speedups over both references.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from ..dispatch import status
+from . import bias_act as bias_act_suite
+from .harness import ResultFile, environment, measure
+
+SUITES = {"bias_act": bias_act_suite}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser, default_out: str = "benchmarks/results") -> None:
+    parser.add_argument("--op", action="append", choices=sorted(SUITES),
+                        help="op to benchmark (repeatable; default: all)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                        help="default: cuda when a GPU is visible, else cpu")
+    parser.add_argument("--dtype", action="append", choices=sorted(DTYPES),
+                        help="repeatable; default float32 on CPU, float32 and float16 on CUDA")
+    parser.add_argument("--repeats", type=_count(1), default=None,
+                        help="timed runs per row (default 20, with --quick 5)")
+    parser.add_argument("--warmup", type=_count(0), default=3, help="untimed runs before timing")
+    parser.add_argument("--quick", action="store_true", help="one small shape per op (a smoke run)")
+    parser.add_argument("--out", type=Path, default=Path(default_out), help="folder for the JSON results")
+
+
+def run(args: argparse.Namespace) -> list[Path]:
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("nerfgan-distill bench: --device cuda but torch sees no CUDA device")
+    dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else (
+        [torch.float32, torch.float16] if device.type == "cuda" else [torch.float32])
+    repeats = args.repeats if args.repeats is not None else (5 if args.quick else 20)
+    # On CPU, Triton only runs under its interpreter: a correctness tool, not a timing target.
+    kernel_backends = ["cuda", "triton"] if device.type == "cuda" else ["cpu"]
+    kernel_backends = [b for b in kernel_backends if status(b).usable]
+    meta = environment(device)
+    written = []
+    for op in args.op or list(SUITES):
+        suite = SUITES[op]
+        results = ResultFile(args.out, op, meta)
+        fns = suite.providers(device, kernel_backends)
+        todo = list(suite.cases(device, dtypes, args.quick))
+        for index, (shape, dtype, pass_name) in enumerate(todo, 1):
+            timings = {}
+            for name, fn in fns.items():
+                step = suite.make_step(fn, shape, dtype, device, pass_name)
+                timings[name] = measure(step, device, repeats, args.warmup)
+            nbytes = suite.traffic_bytes(shape, torch.tensor([], dtype=dtype).element_size(),
+                                         pass_name != "forward")
+            for name, t in timings.items():
+                results.add({
+                    "op": op, "pass": pass_name, "shape": list(shape), "dtype": str(dtype).replace("torch.", ""),
+                    "provider": name, "median_ms": round(t.median_ms, 5), "p20_ms": round(t.p20_ms, 5),
+                    "p80_ms": round(t.p80_ms, 5), "repeats": t.repeats,
+                    "gbps": round(nbytes / (t.median_ms * 1e-3) / 1e9, 3),
+                    "speedup_vs_torch": round(timings["torch"].median_ms / t.median_ms, 3),
+                    "speedup_vs_compile": round(timings["torch.compile"].median_ms / t.median_ms, 3),
+                })
+            summary = "  ".join(f"{n} {t.median_ms:.3f}ms" for n, t in timings.items())
+            print(f"[{index}/{len(todo)}] {op} {pass_name} {list(shape)} {dtype}: {summary}",
+                  file=sys.stderr, flush=True)
+        print(f"wrote {results.path}", flush=True)
+        written.append(results.path)
+    return written

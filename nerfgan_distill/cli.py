@@ -1,0 +1,65 @@
+"""The nerfgan-distill command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _info(args: argparse.Namespace) -> int:
+    import torch
+
+    import nerfgan_distill
+    from nerfgan_distill import _native
+    from nerfgan_distill.dispatch import backends
+
+    found = backends()
+    if args.json:
+        print(json.dumps({
+            "version": nerfgan_distill.__version__, "torch": torch.__version__,
+            "native_build": _native.build_info(),
+            "backends": {n: {"built": s.built, "usable": s.usable, "detail": s.detail} for n, s in found.items()},
+        }, indent=1))
+        return 0
+    print(f"nerfgan_distill {nerfgan_distill.__version__}  (python {sys.version.split()[0]}, torch {torch.__version__})")
+    error = _native.load_error()
+    print(f"native module: {error or _native.load().__file__}")
+    print(f"{'backend':8} {'built':6} {'usable':7} detail")
+    for name, st in found.items():
+        print(f"{name:8} {'yes' if st.built else 'no':6} {'yes' if st.usable else 'no':7} {st.detail}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from nerfgan_distill import bench
+
+    bench.run(args)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from nerfgan_distill.bench import add_arguments
+
+    parser = argparse.ArgumentParser(prog="nerfgan-distill",
+                                     description="NeRF-GAN distillation with fused kernels.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    info = commands.add_parser("info", help="what was built and which backends can run here")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(handler=_info)
+    bench = commands.add_parser("bench", help="time the kernels on every backend, write JSON results")
+    add_arguments(bench)
+    bench.set_defaults(handler=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted; results written so far are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

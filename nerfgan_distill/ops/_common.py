@@ -1,0 +1,64 @@
+"""Helpers shared by the op modules: argument checks with named messages, and
+the memory layout and device plumbing between torch tensors and the kernels."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def check_float_tensor(op: str, name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: {name} must be float32, float64, float16 or bfloat16, got {t.dtype}")
+
+
+def check_same_device_dtype(op: str, name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if t.device != ref.device:
+        raise ValueError(f"{op}: {name} is on {t.device} but {ref_name} is on {ref.device}; "
+                         "move them to the same device")
+    if t.dtype != ref.dtype:
+        raise TypeError(f"{op}: {name} has dtype {t.dtype} but {ref_name} has {ref.dtype}; "
+                        f"cast it with .to({ref_name}.dtype)")
+
+
+def check_finite_number(op: str, name: str, value, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{op}: {name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{op}: {name} must be finite, got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value}")
+    return value
+
+
+def normalize_dim(op: str, dim, ndim: int) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__}")
+    if not -ndim <= dim < ndim:
+        raise IndexError(f"{op}: dim={dim} is out of range for x with {ndim} dimension(s)")
+    return dim % ndim
+
+
+def empty_like(x: torch.Tensor) -> torch.Tensor:
+    """Output allocation for kernels: dense, in x's dimension order.
+
+    Every kernel output goes through here, so tests can poison it with NaN and
+    catch a kernel that leaves part of its output unwritten.
+    """
+    return torch.empty_like(x, memory_format=torch.preserve_format)
+
+
+def in_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """`t` with exactly the strides of `like` (a dense tensor), copying only when needed."""
+    if t.stride() == like.stride() or t.numel() <= 1:
+        return t
+    return torch.empty_like(like).copy_(t)
+
+
+def cuda_stream_handle(device: torch.device) -> int:
+    return torch.cuda.current_stream(device).cuda_stream

@@ -1,0 +1,88 @@
+"""Backend discovery and selection."""
+import importlib
+
+import pytest
+import torch
+
+import nerfgan_distill
+from nerfgan_distill import BackendUnavailableError, backends, ops
+from nerfgan_distill import dispatch
+from nerfgan_distill.dispatch import BackendStatus, resolve, status
+
+
+def test_backends_lists_all_four():
+    found = nerfgan_distill.backends()
+    assert list(found) == ["cuda", "triton", "cpu", "torch"]
+    assert all(isinstance(s, BackendStatus) for s in found.values())
+    assert found["torch"].usable and found["cpu"].usable
+    assert found["cpu"].info.get("openmp") is True
+
+
+def test_triton_is_installed_by_the_test_extra():
+    # pip install ".[test]" brings triton: its tests must run, not skip.
+    assert status("triton").built, status("triton").detail
+    assert status("triton").usable, status("triton").detail
+
+
+def test_cuda_status_reports_archs_or_the_reason():
+    st = status("cuda")
+    if st.built:
+        assert "90" in st.info["cuda_archs"] and st.info["cuda_version"]
+    else:
+        assert st.detail.startswith("CUDA backend not built: ")
+
+
+def test_auto_picks_cpu_for_cpu_tensors():
+    assert resolve("auto", torch.device("cpu")) == "cpu"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_auto_picks_cuda_for_cuda_tensors():
+    expected = "cuda" if status("cuda").usable else "triton"
+    assert resolve("auto", torch.device("cuda")) == expected
+
+
+def test_environment_variable_replaces_auto(monkeypatch):
+    monkeypatch.setenv("NERFGAN_DISTILL_BACKEND", "torch")
+    assert resolve("auto", torch.device("cpu")) == "torch"
+    assert resolve("cpu", torch.device("cpu")) == "cpu"  # an explicit choice still wins
+    monkeypatch.setenv("NERFGAN_DISTILL_BACKEND", "fastest")
+    with pytest.raises(ValueError, match="NERFGAN_DISTILL_BACKEND must be one of"):
+        resolve("auto", torch.device("cpu"))
+
+
+def test_environment_variable_routes_ops(monkeypatch):
+    called = []
+    module = importlib.import_module("nerfgan_distill.ops.bias_act")  # the attribute is the function
+    monkeypatch.setattr(module, "bias_act_ref", lambda *args: called.append(args) or args[0])
+    monkeypatch.setenv("NERFGAN_DISTILL_BACKEND", "torch")
+    ops.bias_act(torch.zeros(2, 3))
+    assert len(called) == 1
+
+
+def test_unbuilt_backend_error_says_why(monkeypatch):
+    fake = BackendStatus("cuda", False, False, "CUDA backend not built: nvcc was not found at install time")
+    original = dispatch.status
+    monkeypatch.setattr(dispatch, "status", lambda name: fake if name == "cuda" else original(name))
+    with pytest.raises(BackendUnavailableError, match="nvcc was not found at install time"):
+        resolve("cuda", torch.device("cpu"))
+    # auto falls back silently instead
+    assert resolve("auto", torch.device("cpu")) == "cpu"
+
+
+def test_wrong_device_for_backend():
+    with pytest.raises(BackendUnavailableError, match="backend 'cpu' runs on CPU tensors"):
+        resolve("cpu", torch.device("meta"))
+
+
+def test_unknown_backend_name():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        resolve("opencl", torch.device("cpu"))
+    with pytest.raises(ValueError, match="unknown backend"):
+        status.__wrapped__("opencl")
+
+
+def test_public_api():
+    assert backends is nerfgan_distill.backends
+    assert nerfgan_distill.__version__ != "0+unknown", "tests must run against the installed package"

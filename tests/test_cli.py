@@ -1,0 +1,59 @@
+"""The nerfgan-distill command and the benchmark harness, run as a user would."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd=None):
+    exe = shutil.which("nerfgan-distill")
+    assert exe, "the nerfgan-distill console script is not installed"
+    return subprocess.run([exe, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_info_lists_every_backend():
+    result = run_cli("info")
+    assert result.returncode == 0, result.stderr
+    for name in ("cuda", "triton", "cpu", "torch"):
+        assert f"\n{name} " in result.stdout
+    data = json.loads(run_cli("info", "--json").stdout)
+    assert data["backends"]["cpu"]["usable"] is True
+    assert set(data["backends"]) == {"cuda", "triton", "cpu", "torch"}
+
+
+def test_bench_writes_json_with_references_and_speedups(tmp_path):
+    result = run_cli("bench", "--quick", "--device", "cpu", "--repeats", "2", "--warmup", "1",
+                     "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (path,) = tmp_path.glob("bias_act-cpu-*.json")
+    data = json.loads(path.read_text())
+    meta = data["meta"]
+    for key in ("device", "torch", "triton", "python", "nerfgan_distill", "native_build", "commit", "timestamp"):
+        assert key in meta
+    rows = data["rows"]
+    assert {r["provider"] for r in rows} == {"cpu", "torch", "torch.compile"}
+    assert {r["pass"] for r in rows} == {"forward", "forward+backward"}
+    for row in rows:
+        assert row["median_ms"] > 0 and row["gbps"] > 0 and row["repeats"] == 2
+        assert row["p20_ms"] <= row["median_ms"] <= row["p80_ms"]
+        if row["provider"] == "torch":
+            assert row["speedup_vs_torch"] == 1.0
+
+
+def test_bench_rejects_bad_arguments(tmp_path):
+    result = run_cli("bench", "--quick", "--repeats", "0", "--out", str(tmp_path))
+    assert result.returncode != 0 and "--repeats: must be >= 1, got 0" in result.stderr
+    result = run_cli("bench", "--op", "nope")
+    assert result.returncode != 0 and "invalid choice" in result.stderr
+
+
+@pytest.mark.skipif(not (REPO / "benchmarks" / "__main__.py").exists(), reason="needs the source tree")
+def test_python_m_benchmarks_is_the_same_command():
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--quick" in result.stdout

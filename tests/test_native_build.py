@@ -1,0 +1,75 @@
+"""The installed native module: present, torch-free, loadable without a GPU
+driver, and holding SASS for the default architectures when CUDA was built."""
+import glob
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from nerfgan_distill import _native
+
+
+def native_path():
+    return _native.load().__file__
+
+
+def test_native_module_is_installed():
+    assert _native.load_error() is None
+    info = _native.build_info()
+    assert info["version"] == importlib.metadata.version("nerfgan-distill")
+
+
+def test_native_module_links_neither_torch_nor_the_cuda_driver():
+    if shutil.which("ldd") is None:
+        pytest.skip("ldd not available")
+    linked = subprocess.run(["ldd", native_path()], capture_output=True, text=True, check=True).stdout
+    for library in ("libtorch", "libc10", "libcuda.so", "libcudart.so"):
+        assert library not in linked, f"_C must not link {library}:\n{linked}"
+
+
+def test_import_and_cpu_op_work_without_a_visible_gpu():
+    code = ("import torch, nerfgan_distill as n; "
+            "y = n.ops.bias_act(torch.ones(2, 3), torch.ones(3), act='relu', backend='cpu'); "
+            "assert abs(float(y.sum()) - 6 * 2 * 2 ** 0.5) < 1e-5; print(n.backends()['cuda'])")
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def find_cuobjdump():
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    # the nvidia-cuda-cuobjdump wheel installs its binary inside site-packages
+    for base in sys.path:
+        matches = glob.glob(os.path.join(base, "nvidia", "**", "bin", "cuobjdump"), recursive=True)
+        if matches:
+            return matches[0]
+    return None
+
+
+def test_cuda_module_holds_code_for_default_archs():
+    info = _native.build_info()
+    if not info.get("cuda"):
+        pytest.skip(f"CUDA backend not built: {info.get('cuda_skip_reason')}")
+    cuobjdump = find_cuobjdump()
+    if cuobjdump is None:
+        pytest.skip("cuobjdump not found (pip install nvidia-cuda-cuobjdump)")
+    elves = subprocess.run([cuobjdump, "--list-elf", native_path()], capture_output=True, text=True,
+                           check=True).stdout
+    ptx = subprocess.run([cuobjdump, "--list-ptx", native_path()], capture_output=True, text=True,
+                         check=True).stdout
+    archs = info["cuda_archs"].split(",")
+    for arch in archs:
+        number, _, kind = arch.partition("-")
+        listing = ptx if kind == "virtual" else elves
+        assert f"sm_{number}" in listing, f"no {kind or 'real'} code for sm_{number}:\n{elves}\n{ptx}"
+
+
+def test_triton_kernels_install_inside_the_package():
+    files = [str(f) for f in importlib.metadata.files("nerfgan-distill")]
+    assert any(f.startswith("nerfgan_distill/triton_kernels/") for f in files)
+    assert not any(f.startswith("triton_kernels/") for f in files), "a top-level triton_kernels would clash"

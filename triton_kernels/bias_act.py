@@ -1,0 +1,115 @@
+"""bias_act in Triton: one elementwise kernel for forward, grad and grad2.
+
+Same contract as csrc/include/nerfgan_distill/bias_act.h: tensors are dense in
+any dimension order, the bias index of the element at offset o is
+(o // bias_stride) % bias_size, compute is fp32 (fp64 for fp64 tensors).
+"""
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+# Activation and mode codes: the same numbers as the C++ enums.
+LINEAR, RELU, LRELU, TANH, SIGMOID, ELU, SELU, SOFTPLUS, SWISH = range(9)
+FORWARD, GRAD, GRAD2 = range(3)
+
+_SELU_SCALE: tl.constexpr = tl.constexpr(1.0507009873554804934193349852946)
+_SELU_NEG: tl.constexpr = tl.constexpr(1.0507009873554804934193349852946 * 1.6732632423543772848170429916717)
+
+
+@triton.jit
+def _activation(s, alpha, ACT: tl.constexpr):
+    """f(s), f'(s), f''(s) for one activation."""
+    zero = tl.zeros_like(s)  # not s * 0: that is NaN for infinite s
+    one = zero + 1
+    # Selects keep NaN as torch does; tl.minimum would not.
+    if ACT == 1:  # relu
+        f = tl.where(s <= 0, zero, s)
+        d1 = tl.where(s <= 0, zero, one)
+        d2 = zero
+    elif ACT == 2:  # lrelu
+        f = tl.where(s > 0, s, s * alpha)
+        d1 = tl.where(s > 0, one, one * alpha)
+        d2 = zero
+    elif ACT == 3:  # tanh, through exp of a non-positive argument (no overflow)
+        e = tl.exp(-2 * tl.abs(s))
+        t = (1 - e) / (1 + e)
+        f = tl.where(s < 0, -t, t)
+        d1 = 1 - f * f
+        d2 = -2 * f * d1
+    elif ACT == 4:  # sigmoid
+        f = 1 / (1 + tl.exp(-s))
+        d1 = f * (1 - f)
+        d2 = d1 * (1 - 2 * f)
+    elif ACT == 5:  # elu; torch tests s <= 0, so NaN takes the positive branch
+        e = tl.exp(tl.where(s <= 0, s, zero))
+        f = tl.where(s <= 0, e - 1, s)
+        d1 = tl.where(s <= 0, e, one)
+        d2 = tl.where(s <= 0, e, zero)
+    elif ACT == 6:  # selu
+        e = tl.exp(tl.where(s <= 0, s, zero)) * _SELU_NEG
+        f = tl.where(s <= 0, e - _SELU_NEG, s * _SELU_SCALE)
+        d1 = tl.where(s <= 0, e, one * _SELU_SCALE)
+        d2 = tl.where(s <= 0, e, zero)
+    elif ACT == 7:  # softplus (beta 1, threshold 20, as torch)
+        z = tl.exp(tl.where(s > 20, zero + 20, s))
+        f = tl.where(s > 20, s, tl.log(1 + z))
+        sig = z / (z + 1)
+        d1 = tl.where(s > 20, one, sig)
+        d2 = tl.where(s > 20, zero, sig / (z + 1))
+    elif ACT == 8:  # swish
+        sig = 1 / (1 + tl.exp(-s))
+        f = s * sig
+        d1 = sig * (1 + s * (1 - sig))
+        d2 = sig * (1 - sig) * (2 + s * (1 - 2 * sig))
+    else:  # linear
+        f = s
+        d1 = one
+        d2 = zero
+    return f, d1, d2
+
+
+@triton.jit
+def bias_act_kernel(x_ptr, b_ptr, g_ptr, h_ptr, out_ptr, numel, bias_stride, bias_size,
+                    alpha, gain, clamp,
+                    ACT: tl.constexpr, MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
+                    HAS_CLAMP: tl.constexpr, FP64: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    inside = offs < numel
+    compute = tl.float64 if FP64 else tl.float32
+    s = tl.load(x_ptr + offs, mask=inside, other=0).to(compute)
+    if HAS_BIAS:
+        s += tl.load(b_ptr + (offs // bias_stride) % bias_size, mask=inside, other=0).to(compute)
+    f, d1, d2 = _activation(s, alpha, ACT)
+    y = f * gain
+    if MODE == 0:
+        out = y
+        if HAS_CLAMP:
+            out = tl.where(y < -clamp, -clamp, tl.where(y > clamp, clamp, y))  # NaN passes
+    else:
+        g = tl.load(g_ptr + offs, mask=inside, other=0).to(compute)
+        if MODE == 1:
+            out = g * gain * d1
+        else:
+            h = tl.load(h_ptr + offs, mask=inside, other=0).to(compute)
+            out = g * h * gain * d2
+        if HAS_CLAMP:
+            out = tl.where((y >= -clamp) & (y <= clamp), out, 0.0)  # exactly 0, even for NaN
+    tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=inside)
+
+
+INTERPRETED = type(bias_act_kernel).__name__ == "InterpretedFunction"
+_BLOCK = 1024
+
+
+def launch(x, b, g, h, out, bias_stride, bias_size, act, mode, alpha, gain, clamp):
+    """Run the kernel on tensors already laid out by the caller (dense, same strides)."""
+    numel = x.numel()
+    if numel == 0:
+        return
+    grid = (triton.cdiv(numel, _BLOCK),)
+    bias_act_kernel[grid](
+        x, b if b is not None else x, g if g is not None else x, h if h is not None else x, out,
+        numel, bias_stride, bias_size, float(alpha), float(gain), float(clamp),
+        ACT=act, MODE=mode, HAS_BIAS=b is not None, HAS_CLAMP=clamp >= 0,
+        FP64=x.dtype.is_floating_point and x.itemsize == 8, BLOCK=_BLOCK)
