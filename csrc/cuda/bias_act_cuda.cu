@@ -55,6 +55,22 @@ void check(cudaError_t err, const char* what) {
   }
 }
 
+// Makes `device` current for the launch and restores the caller's device after:
+// torch keeps its own idea of the current device, which we must not change.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    check(cudaGetDevice(&previous_), "cudaGetDevice failed");
+    if (previous_ != device) check(cudaSetDevice(device), "cudaSetDevice failed");
+  }
+  ~DeviceGuard() { cudaSetDevice(previous_); }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
 template <typename S, typename T>
 void launch_typed(const Params& p, cudaStream_t stream) {
   constexpr int kThreads = 256;
@@ -74,7 +90,7 @@ void launch_typed(const Params& p, cudaStream_t stream) {
 
 void launch_cuda(const Params& p, int device, std::uintptr_t stream_handle) {
   if (p.numel == 0) return;
-  check(cudaSetDevice(device), "cudaSetDevice failed");
+  DeviceGuard guard(device);
   cudaStream_t stream = reinterpret_cast<cudaStream_t>(stream_handle);
   switch (p.dtype) {
     case kFloat32: launch_typed<float, float>(p, stream); break;
