@@ -60,6 +60,19 @@ def cuda_cmake_args():
     return ["-DNGD_WITH_CUDA=ON", f"-DCMAKE_CUDA_COMPILER={nvcc}", f"-DNGD_CUDA_ARCHS={archs}"]
 
 
+def find_ninja():
+    """The ninja binary of the build env (the ninja wheel), or any on PATH; None: use Make."""
+    try:
+        import ninja
+
+        candidate = os.path.join(getattr(ninja, "BIN_DIR", "") or "", "ninja")
+        if os.path.isfile(candidate):
+            return candidate
+    except ImportError:
+        pass
+    return shutil.which("ninja")
+
+
 class CMakeExtension(Extension):
     def __init__(self, name: str):
         super().__init__(name, sources=[])
@@ -81,12 +94,9 @@ class CMakeBuild(build_ext):
             *cuda_cmake_args(),
             *shlex.split(os.environ.get("CMAKE_ARGS", "")),
         ]
-        try:
-            import ninja
-
-            args += ["-GNinja", f"-DCMAKE_MAKE_PROGRAM={ninja.BIN_DIR}/ninja"]
-        except ImportError:
-            pass
+        ninja = find_ninja()
+        if ninja:
+            args += ["-GNinja", f"-DCMAKE_MAKE_PROGRAM={ninja}"]
         # Each isolated build env lives in a new temporary folder; a CMake cache that
         # points at an older one cannot be reused, so reconfigure from scratch then.
         stamp = build_dir / "nerfgan_distill_configure_args.txt"

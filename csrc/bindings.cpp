@@ -95,15 +95,17 @@ PYBIND11_MODULE(_C, m) {
       "bias_act_cpu",
       [](std::uintptr_t x, std::uintptr_t b, std::uintptr_t g, std::uintptr_t h, std::uintptr_t out,
          int64_t numel, int64_t bias_stride, int64_t bias_size, int act, int mode, int dtype,
-         double alpha, double gain, double clamp) {
-        const auto p = bias_act_params(x, b, g, h, out, numel, bias_stride, bias_size, act, mode,
-                                       dtype, alpha, gain, clamp);
+         double alpha, double gain, double clamp, int threads) {
+        auto p = bias_act_params(x, b, g, h, out, numel, bias_stride, bias_size, act, mode,
+                                 dtype, alpha, gain, clamp);
+        if (threads < 1) throw std::invalid_argument("bias_act_cpu: threads must be >= 1");
+        p.threads = threads;
         py::gil_scoped_release release;
         ngd::bias_act::launch_cpu(p);
       },
       py::arg("x"), py::arg("b"), py::arg("g"), py::arg("h"), py::arg("out"), py::arg("numel"),
       py::arg("bias_stride"), py::arg("bias_size"), py::arg("act"), py::arg("mode"),
-      py::arg("dtype"), py::arg("alpha"), py::arg("gain"), py::arg("clamp"));
+      py::arg("dtype"), py::arg("alpha"), py::arg("gain"), py::arg("clamp"), py::arg("threads"));
 
 #ifdef NGD_WITH_CUDA
   m.def(

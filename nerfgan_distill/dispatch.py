@@ -58,6 +58,23 @@ def triton_interpreted() -> bool:
     return interpreted()
 
 
+def runs_on(archs: str, capability: tuple[int, int]) -> bool:
+    """Whether a module built for `archs` (CMake list, e.g. "80-real,90-virtual") runs on a GPU
+    of compute `capability`: SASS runs on its major version at an equal or higher minor, PTX on
+    any equal or newer GPU."""
+    device = capability[0] * 10 + capability[1]
+    for arch in archs.replace(";", ",").split(","):
+        number, _, kind = arch.strip().partition("-")
+        if not number.isdigit():
+            continue
+        built = int(number)
+        if kind in ("", "virtual") and built <= device:
+            return True
+        if kind in ("", "real") and built // 10 == capability[0] and built <= device:
+            return True
+    return False
+
+
 @functools.lru_cache(maxsize=None)
 def status(name: str) -> BackendStatus:
     """The status of one backend on this machine (fixed for the life of the process)."""
@@ -82,6 +99,10 @@ def status(name: str) -> BackendStatus:
         detail = f"CUDA {info['cuda_version']}, archs {info['cuda_archs']}"
         if not torch.cuda.is_available():
             return BackendStatus("cuda", True, False, f"{detail}; no CUDA device visible to torch", info)
+        capability = torch.cuda.get_device_capability()
+        if not runs_on(info["cuda_archs"], capability):
+            return BackendStatus("cuda", True, False, f"{detail}; no code for this GPU (sm_{capability[0]}"
+                                 f"{capability[1]}): reinstall with NERFGAN_DISTILL_CUDA_ARCHS", info)
         return BackendStatus("cuda", True, True, f"{detail}; {torch.cuda.get_device_name()}", info)
     if name == "triton":
         version = _triton_version()

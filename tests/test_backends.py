@@ -7,7 +7,7 @@ import torch
 import nerfgan_distill
 from nerfgan_distill import BackendUnavailableError, backends, ops
 from nerfgan_distill import dispatch
-from nerfgan_distill.dispatch import BackendStatus, resolve, status
+from nerfgan_distill.dispatch import BackendStatus, resolve, runs_on, status
 
 
 def test_backends_lists_all_four():
@@ -86,3 +86,27 @@ def test_unknown_backend_name():
 def test_public_api():
     assert backends is nerfgan_distill.backends
     assert nerfgan_distill.__version__ != "0+unknown", "tests must run against the installed package"
+
+
+@pytest.mark.parametrize("archs,capability,expected", [
+    ("80-real,86-real,89-real,90-real,90-virtual", (9, 0), True),
+    ("80-real,86-real,89-real,90-real,90-virtual", (8, 6), True),
+    ("80-real", (8, 9), True),  # sm_80 SASS runs on later 8.x GPUs
+    ("80-real,86-real,89-real,90-real,90-virtual", (12, 0), True),  # through the sm_90 PTX
+    ("80-real,86-real,89-real,90-real", (12, 0), False),  # SASS does not cross major versions
+    ("80-real,86-real,89-real,90-real,90-virtual", (7, 5), False),
+    ("90", (9, 0), True),
+])
+def test_runs_on_matches_cuda_compatibility_rules(archs, capability, expected):
+    assert runs_on(archs, capability) is expected
+
+
+def test_cpu_kernel_honours_torch_threads():
+    x = torch.randn(4, 64, 64, 64)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = ops.bias_act(x, act="lrelu", backend="cpu")
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(one, ops.bias_act(x, act="lrelu", backend="cpu"), rtol=0, atol=0)

@@ -20,7 +20,7 @@ void run(const Params& p) {
   // so every run [k * stride, (k + 1) * stride) shares one bias value.
   const int64_t run_length = b ? p.bias_stride : p.numel;
   const int64_t runs = run_length > 0 ? p.numel / run_length : 0;
-#pragma omp parallel for schedule(static) if (p.numel >= 32768)
+#pragma omp parallel for schedule(static) num_threads(p.threads) if (p.numel >= 32768)
   for (int64_t k = 0; k < runs; ++k) {
     const T bias = b ? load_as<T>(b[k % p.bias_size]) : T(0);
     const int64_t begin = k * run_length;

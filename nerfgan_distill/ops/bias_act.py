@@ -91,7 +91,7 @@ def _run(mode: int, x, b, g, h, dim, act, alpha, gain, clamp, backend) -> torch.
             code, mode, _native.DTYPE_CODES[x.dtype], alpha, gain, clamp)
     native = _native.load()
     if backend == "cpu":
-        native.bias_act_cpu(*args)
+        native.bias_act_cpu(*args, torch.get_num_threads())  # honour torch.set_num_threads
     else:
         native.bias_act_cuda(*args, x.device.index, cuda_stream_handle(x.device))
     return out

@@ -38,6 +38,7 @@ struct Params {
   double alpha = 0.0;
   double gain = 1.0;
   double clamp = -1.0;      // < 0: no clamp
+  int threads = 1;          // CPU only: OpenMP threads (torch.get_num_threads())
 };
 
 // f(s), f'(s) and f''(s) for one activation, chosen at compile time so the
