@@ -70,6 +70,7 @@ py::dict build_info() {
   info["cuda"] = false;
   info["cuda_skip_reason"] = NGD_CUDA_SKIP_REASON;
 #endif
+  info["cpu_isa"] = ngd::bias_act::cpu_isa();
 #ifdef _OPENMP
   info["openmp"] = true;
 #else

@@ -87,7 +87,7 @@ def status(name: str) -> BackendStatus:
         info = _native.build_info()
         openmp = "OpenMP" if info.get("openmp") else "no OpenMP"
         return BackendStatus("cpu", True, True, f"{info.get('compiler', '')}, {openmp}, "
-                             f"{torch.get_num_threads()} threads", info)
+                             f"{info.get('cpu_isa')} kernels, {torch.get_num_threads()} threads", info)
     if name == "cuda":
         error = _native.load_error()
         if error:

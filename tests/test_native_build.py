@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from nerfgan_distill import _native
 
@@ -73,3 +74,38 @@ def test_triton_kernels_install_inside_the_package():
     files = [str(f) for f in importlib.metadata.files("nerfgan-distill")]
     assert any(f.startswith("nerfgan_distill/triton_kernels/") for f in files)
     assert not any(f.startswith("triton_kernels/") for f in files), "a top-level triton_kernels would clash"
+
+
+ISA_PROBE = r"""
+import sys, torch
+import nerfgan_distill as nd
+from nerfgan_distill import _native
+from nerfgan_distill.ops.bias_act_ref import ACTIVATIONS
+gen = torch.Generator().manual_seed(0)
+x = (torch.randn(3, 16, 37, dtype=torch.float64, generator=gen) * 4).float().requires_grad_(True)
+b = torch.randn(16, generator=gen).requires_grad_(True)
+outs = []
+for act in ACTIVATIONS:
+    y = nd.ops.bias_act(x, b, act=act, clamp=3.0, backend="cpu")
+    gx, gb = torch.autograd.grad(y, (x, b), torch.ones_like(y), create_graph=True)
+    outs += [y, gx, gb] + list(torch.autograd.grad((gx * gx).sum(), (x, b), allow_unused=True))
+torch.save([o for o in outs if o is not None], sys.argv[1])
+print(_native.build_info()["cpu_isa"])
+"""
+
+
+def test_cpu_isa_variants_agree_bitwise(tmp_path):
+    results = {}
+    for forced in ("baseline", None):
+        env = {k: v for k, v in os.environ.items() if k != "NERFGAN_DISTILL_CPU_ISA"}
+        if forced:
+            env["NERFGAN_DISTILL_CPU_ISA"] = forced
+        path = tmp_path / f"{forced or 'best'}.pt"
+        run = subprocess.run([sys.executable, "-c", ISA_PROBE, str(path)], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        results[run.stdout.strip()] = torch.load(path)
+    if "avx2" not in results:
+        pytest.skip("this machine runs the baseline kernels only")
+    for base, best in zip(results["baseline"], results["avx2"]):
+        assert torch.equal(base, best), "the AVX2 kernels must give the baseline's results bit for bit"

@@ -1,4 +1,5 @@
 // bias_act on the CPU: OpenMP over runs of elements that share one bias entry.
+// Compiled once per CPU ISA (NGD_ISA); csrc/cpu/cpu_dispatch.cpp picks one at run time.
 #include <stdexcept>
 
 #include "nerfgan_distill/bias_act.h"
@@ -6,6 +7,7 @@
 
 namespace ngd {
 namespace bias_act {
+NGD_ISA_BEGIN
 namespace {
 
 template <int Act, int Mode, bool HasClamp, typename S, typename T>
@@ -53,7 +55,7 @@ void run_typed(const Params& p) {
 
 }  // namespace
 
-void launch_cpu(const Params& p) {
+void launch_cpu_isa(const Params& p) {
   switch (p.dtype) {
     case kFloat32: run_typed<float, float>(p); break;
     case kFloat64: run_typed<double, double>(p); break;
@@ -63,5 +65,6 @@ void launch_cpu(const Params& p) {
   }
 }
 
+NGD_ISA_END
 }  // namespace bias_act
 }  // namespace ngd

@@ -41,6 +41,8 @@ struct Params {
   int threads = 1;          // CPU only: OpenMP threads (torch.get_num_threads())
 };
 
+NGD_ISA_BEGIN
+
 // f(s), f'(s) and f''(s) for one activation, chosen at compile time so the
 // elementwise loops vectorize (a per-element switch would not).
 template <int Act, typename T>
@@ -134,9 +136,15 @@ inline void with_act_and_mode(int act, int mode, Fn&& fn) {
   else with_act<kForward>(act, fn);
 }
 
+// The CPU loops of one ISA (csrc/cpu/bias_act_cpu.cpp, compiled once per ISA).
+void launch_cpu_isa(const Params& p);
+
+NGD_ISA_END
+
 // Launchers. Both validate nothing beyond what Python already did; they throw
-// std::runtime_error on launch failures.
+// std::runtime_error on launch failures. launch_cpu picks the best ISA at run time.
 void launch_cpu(const Params& p);
+const char* cpu_isa();  // the ISA launch_cpu uses on this machine
 void launch_cuda(const Params& p, int device, std::uintptr_t stream);
 
 }  // namespace bias_act

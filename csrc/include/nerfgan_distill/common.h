@@ -11,10 +11,21 @@
 #define NGD_HD inline
 #endif
 
+// Host kernels are compiled once per CPU ISA (see CMakeLists.txt). Every inline helper
+// lives in an inline namespace named after that ISA, so each copy gets its own symbols
+// and the linker can never hand an AVX2 copy to the baseline path (an ODR trap).
+#ifndef NGD_ISA
+#define NGD_ISA baseline
+#endif
+#define NGD_ISA_BEGIN inline namespace NGD_ISA {
+#define NGD_ISA_END }
+
 namespace ngd {
 
 // Must match nerfgan_distill/_native.py (DTYPE_CODES).
 enum DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
+
+NGD_ISA_BEGIN
 
 // Explicit float/double overloads: in device code std:: math is not available and
 // the unqualified C names would silently promote float to double on the host.
@@ -27,4 +38,5 @@ NGD_HD double ngd_log1p(double x) { return log1p(x); }
 NGD_HD float ngd_tanh(float x) { return tanhf(x); }
 NGD_HD double ngd_tanh(double x) { return tanh(x); }
 
+NGD_ISA_END
 }  // namespace ngd

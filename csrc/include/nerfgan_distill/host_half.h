@@ -6,10 +6,14 @@
 #include <cstdint>
 #include <cstring>
 
+#include "nerfgan_distill/common.h"
+
 namespace ngd {
 
 struct HostHalf { uint16_t bits; };
 struct HostBFloat16 { uint16_t bits; };
+
+NGD_ISA_BEGIN
 
 inline uint32_t float_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 inline float bits_float(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
@@ -69,4 +73,5 @@ template <> struct StoreAs<double> { template <typename T> static double from(T 
 template <> struct StoreAs<HostHalf> { template <typename T> static HostHalf from(T v) { return to_half(float(v)); } };
 template <> struct StoreAs<HostBFloat16> { template <typename T> static HostBFloat16 from(T v) { return to_bfloat16(float(v)); } };
 
+NGD_ISA_END
 }  // namespace ngd

@@ -1,0 +1,41 @@
+// Picks the CPU kernels' ISA at run time: AVX2 where the processor has it (and the
+// build made that copy), else the baseline. NERFGAN_DISTILL_CPU_ISA=baseline forces the
+// baseline, so tests can compare the two.
+#include <cstdlib>
+#include <cstring>
+
+#include "nerfgan_distill/bias_act.h"
+
+namespace ngd {
+namespace {
+
+bool use_avx2() {
+#if defined(NGD_HAVE_AVX2_KERNELS) && (defined(__x86_64__) || defined(__i386__))
+  static const bool chosen = [] {
+    const char* forced = std::getenv("NERFGAN_DISTILL_CPU_ISA");
+    if (forced && std::strcmp(forced, "baseline") == 0) return false;
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return chosen;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+namespace bias_act {
+namespace baseline { void launch_cpu_isa(const Params& p); }
+namespace avx2 { void launch_cpu_isa(const Params& p); }
+
+void launch_cpu(const Params& p) {
+#ifdef NGD_HAVE_AVX2_KERNELS
+  if (use_avx2()) return avx2::launch_cpu_isa(p);
+#endif
+  baseline::launch_cpu_isa(p);
+}
+
+const char* cpu_isa() { return use_avx2() ? "avx2" : "baseline"; }
+
+}  // namespace bias_act
+}  // namespace ngd
