@@ -3,12 +3,15 @@
 // stream handle. All validation with user-facing messages happens in Python; the
 // checks here only keep a wrong call from touching memory it should not.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 
 #include "nerfgan_distill/bias_act.h"
+#include "nerfgan_distill/upfirdn2d.h"
 
 #ifdef NGD_WITH_CUDA
 #include <cuda_runtime_api.h>  // CUDART_VERSION only; no runtime call happens at import
@@ -56,6 +59,35 @@ ngd::bias_act::Params bias_act_params(std::uintptr_t x, std::uintptr_t b, std::u
   p.alpha = alpha;
   p.gain = gain;
   p.clamp = clamp;
+  return p;
+}
+
+// sizes: n, c, h, w, out_h, out_w; x_strides and out_strides: n, c, h, w (elements);
+// scaling: up_x, up_y, down_x, down_y; taps: pad_x0, pad_y0, fh, fw.
+ngd::upfirdn2d::Params upfirdn2d_params(std::uintptr_t x, std::uintptr_t f, std::uintptr_t out,
+                                        const std::array<int64_t, 6>& sizes,
+                                        const std::array<int64_t, 4>& x_strides,
+                                        const std::array<int64_t, 4>& out_strides,
+                                        const std::array<int, 4>& scaling,
+                                        const std::array<int, 4>& taps, int dtype) {
+  for (int64_t v : sizes)
+    if (v < 0) throw std::invalid_argument("upfirdn2d: sizes must be >= 0");
+  for (int v : scaling)
+    if (v < 1) throw std::invalid_argument("upfirdn2d: up and down must be >= 1");
+  if (taps[2] < 1 || taps[3] < 1) throw std::invalid_argument("upfirdn2d: the filter must not be empty");
+  if (dtype < ngd::kFloat32 || dtype > ngd::kBFloat16) throw std::invalid_argument("upfirdn2d: unknown dtype code");
+  const bool empty = sizes[0] * sizes[1] * sizes[4] * sizes[5] == 0;
+  if (!empty && (!x || !f || !out)) throw std::invalid_argument("upfirdn2d: x, f and out must not be null");
+  ngd::upfirdn2d::Params p;
+  p.x = reinterpret_cast<const void*>(x);
+  p.f = reinterpret_cast<const void*>(f);
+  p.out = reinterpret_cast<void*>(out);
+  p.n = sizes[0]; p.c = sizes[1]; p.h = sizes[2]; p.w = sizes[3]; p.out_h = sizes[4]; p.out_w = sizes[5];
+  p.sx_n = x_strides[0]; p.sx_c = x_strides[1]; p.sx_h = x_strides[2]; p.sx_w = x_strides[3];
+  p.so_n = out_strides[0]; p.so_c = out_strides[1]; p.so_h = out_strides[2]; p.so_w = out_strides[3];
+  p.up_x = scaling[0]; p.up_y = scaling[1]; p.down_x = scaling[2]; p.down_y = scaling[3];
+  p.pad_x0 = taps[0]; p.pad_y0 = taps[1]; p.fh = taps[2]; p.fw = taps[3];
+  p.dtype = dtype;
   return p;
 }
 
@@ -108,7 +140,36 @@ PYBIND11_MODULE(_C, m) {
       py::arg("bias_stride"), py::arg("bias_size"), py::arg("act"), py::arg("mode"),
       py::arg("dtype"), py::arg("alpha"), py::arg("gain"), py::arg("clamp"), py::arg("threads"));
 
+  m.def(
+      "upfirdn2d_cpu",
+      [](std::uintptr_t x, std::uintptr_t f, std::uintptr_t out, std::array<int64_t, 6> sizes,
+         std::array<int64_t, 4> x_strides, std::array<int64_t, 4> out_strides,
+         std::array<int, 4> scaling, std::array<int, 4> taps, int dtype, int threads) {
+        auto p = upfirdn2d_params(x, f, out, sizes, x_strides, out_strides, scaling, taps, dtype);
+        if (threads < 1) throw std::invalid_argument("upfirdn2d_cpu: threads must be >= 1");
+        p.threads = threads;
+        py::gil_scoped_release release;
+        ngd::upfirdn2d::launch_cpu(p);
+      },
+      py::arg("x"), py::arg("f"), py::arg("out"), py::arg("sizes"), py::arg("x_strides"),
+      py::arg("out_strides"), py::arg("scaling"), py::arg("taps"), py::arg("dtype"), py::arg("threads"));
+
 #ifdef NGD_WITH_CUDA
+  m.def(
+      "upfirdn2d_cuda",
+      [](std::uintptr_t x, std::uintptr_t f, std::uintptr_t out, std::array<int64_t, 6> sizes,
+         std::array<int64_t, 4> x_strides, std::array<int64_t, 4> out_strides,
+         std::array<int, 4> scaling, std::array<int, 4> taps, int dtype, int device,
+         std::uintptr_t stream) {
+        const auto p = upfirdn2d_params(x, f, out, sizes, x_strides, out_strides, scaling, taps, dtype);
+        if (device < 0) throw std::invalid_argument("upfirdn2d_cuda: device must be >= 0");
+        py::gil_scoped_release release;
+        ngd::upfirdn2d::launch_cuda(p, device, stream);
+      },
+      py::arg("x"), py::arg("f"), py::arg("out"), py::arg("sizes"), py::arg("x_strides"),
+      py::arg("out_strides"), py::arg("scaling"), py::arg("taps"), py::arg("dtype"), py::arg("device"),
+      py::arg("stream"));
+
   m.def(
       "bias_act_cuda",
       [](std::uintptr_t x, std::uintptr_t b, std::uintptr_t g, std::uintptr_t h, std::uintptr_t out,

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "nerfgan_distill/bias_act.h"
+#include "nerfgan_distill/upfirdn2d.h"
 
 namespace ngd {
 namespace {
@@ -22,20 +23,30 @@ bool use_avx2() {
 #endif
 }
 
+template <typename Params>
+void run_best(const Params& p, void (*baseline)(const Params&), void (*avx2)(const Params&)) {
+#ifdef NGD_HAVE_AVX2_KERNELS
+  if (use_avx2()) return avx2(p);
+#else
+  (void)avx2;
+#endif
+  baseline(p);
+}
+
 }  // namespace
 
+// Each op's kernels exist once per ISA namespace (NGD_ISA in common.h).
 namespace bias_act {
 namespace baseline { void launch_cpu_isa(const Params& p); }
 namespace avx2 { void launch_cpu_isa(const Params& p); }
-
-void launch_cpu(const Params& p) {
-#ifdef NGD_HAVE_AVX2_KERNELS
-  if (use_avx2()) return avx2::launch_cpu_isa(p);
-#endif
-  baseline::launch_cpu_isa(p);
-}
-
+void launch_cpu(const Params& p) { run_best(p, &baseline::launch_cpu_isa, &avx2::launch_cpu_isa); }
 const char* cpu_isa() { return use_avx2() ? "avx2" : "baseline"; }
-
 }  // namespace bias_act
+
+namespace upfirdn2d {
+namespace baseline { void launch_cpu_isa(const Params& p); }
+namespace avx2 { void launch_cpu_isa(const Params& p); }
+void launch_cpu(const Params& p) { run_best(p, &baseline::launch_cpu_isa, &avx2::launch_cpu_isa); }
+}  // namespace upfirdn2d
+
 }  // namespace ngd

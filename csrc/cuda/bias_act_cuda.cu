@@ -1,28 +1,16 @@
 // bias_act on CUDA: a grid-stride elementwise kernel, 32-bit indexing when it fits.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-
 #include <algorithm>
 #include <stdexcept>
-#include <string>
 
 #include "nerfgan_distill/bias_act.h"
+#include "nerfgan_distill/cuda_utils.cuh"
 
 namespace ngd {
 namespace bias_act {
 namespace {
 
-template <typename T> __device__ __forceinline__ T load_as(float v) { return T(v); }
-template <typename T> __device__ __forceinline__ T load_as(double v) { return T(v); }
-template <typename T> __device__ __forceinline__ T load_as(__half v) { return T(__half2float(v)); }
-template <typename T> __device__ __forceinline__ T load_as(__nv_bfloat16 v) { return T(__bfloat162float(v)); }
-
-template <typename S> struct StoreAs;
-template <> struct StoreAs<float> { template <typename T> __device__ static float from(T v) { return float(v); } };
-template <> struct StoreAs<double> { template <typename T> __device__ static double from(T v) { return double(v); } };
-template <> struct StoreAs<__half> { template <typename T> __device__ static __half from(T v) { return __float2half_rn(float(v)); } };
-template <> struct StoreAs<__nv_bfloat16> { template <typename T> __device__ static __nv_bfloat16 from(T v) { return __float2bfloat16_rn(float(v)); } };
+using cuda::load_as;
+using cuda::StoreAs;
 
 template <int Act, int Mode, bool HasClamp, typename S, typename T, typename Index>
 __device__ __forceinline__ void bias_act_loop(const Params& p) {
@@ -49,28 +37,6 @@ __global__ void bias_act_kernel(Params p) {
   else bias_act_loop<Act, Mode, false, S, T, Index>(p);
 }
 
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) {
-    throw std::runtime_error(std::string("bias_act_cuda: ") + what + ": " + cudaGetErrorString(err));
-  }
-}
-
-// Makes `device` current for the launch and restores the caller's device after:
-// torch keeps its own idea of the current device, which we must not change.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    check(cudaGetDevice(&previous_), "cudaGetDevice failed");
-    if (previous_ != device) check(cudaSetDevice(device), "cudaSetDevice failed");
-  }
-  ~DeviceGuard() { cudaSetDevice(previous_); }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = 0;
-};
-
 template <typename S, typename T>
 void launch_typed(const Params& p, cudaStream_t stream) {
   constexpr int kThreads = 256;
@@ -83,14 +49,14 @@ void launch_typed(const Params& p, cudaStream_t stream) {
       bias_act_kernel<kAct, kMode, S, T, int64_t><<<unsigned(blocks), kThreads, 0, stream>>>(p);
     }
   });
-  check(cudaGetLastError(), "kernel launch failed");
+  cuda::check(cudaGetLastError(), "bias_act_cuda", "kernel launch failed");
 }
 
 }  // namespace
 
 void launch_cuda(const Params& p, int device, std::uintptr_t stream_handle) {
   if (p.numel == 0) return;
-  DeviceGuard guard(device);
+  cuda::DeviceGuard guard(device, "bias_act_cuda");
   cudaStream_t stream = reinterpret_cast<cudaStream_t>(stream_handle);
   switch (p.dtype) {
     case kFloat32: launch_typed<float, float>(p, stream); break;

@@ -14,9 +14,12 @@ import torch
 
 from ..dispatch import status
 from . import bias_act as bias_act_suite
+from . import upfirdn2d as upfirdn2d_suite
 from .harness import ResultFile, environment, measure
 
-SUITES = {"bias_act": bias_act_suite}
+# A suite has cases(device, dtypes, quick) -> [case dict with shape, dtype, pass, config],
+# make_step(provider, case, device) -> a callable to time, and traffic_bytes(case).
+SUITES = {"bias_act": bias_act_suite, "upfirdn2d": upfirdn2d_suite}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -59,27 +62,25 @@ def run(args: argparse.Namespace) -> list[Path]:
     for op in args.op or list(SUITES):
         suite = SUITES[op]
         results = ResultFile(args.out, op, meta)
-        fns = suite.providers(device, kernel_backends)
-        todo = list(suite.cases(device, dtypes, args.quick))
-        for index, (shape, dtype, pass_name) in enumerate(todo, 1):
-            timings = {}
-            for name, fn in fns.items():
-                step = suite.make_step(fn, shape, dtype, device, pass_name)
-                timings[name] = measure(step, device, repeats, args.warmup)
-            nbytes = suite.traffic_bytes(shape, torch.tensor([], dtype=dtype).element_size(),
-                                         pass_name != "forward")
+        providers = kernel_backends + ["torch", "torch.compile"]
+        todo = suite.cases(device, dtypes, args.quick)
+        for index, case in enumerate(todo, 1):
+            timings = {name: measure(suite.make_step(name, case, device), device, repeats, args.warmup)
+                       for name in providers}
+            nbytes = suite.traffic_bytes(case)
             for name, t in timings.items():
                 results.add({
-                    "op": op, "pass": pass_name, "shape": list(shape), "dtype": str(dtype).replace("torch.", ""),
-                    "provider": name, "median_ms": round(t.median_ms, 5), "p20_ms": round(t.p20_ms, 5),
+                    "op": op, "config": case["config"], "pass": case["pass"], "shape": list(case["shape"]),
+                    "dtype": str(case["dtype"]).replace("torch.", ""), "provider": name,
+                    "median_ms": round(t.median_ms, 5), "p20_ms": round(t.p20_ms, 5),
                     "p80_ms": round(t.p80_ms, 5), "repeats": t.repeats,
                     "gbps": round(nbytes / (t.median_ms * 1e-3) / 1e9, 3),
                     "speedup_vs_torch": round(timings["torch"].median_ms / t.median_ms, 3),
                     "speedup_vs_compile": round(timings["torch.compile"].median_ms / t.median_ms, 3),
                 })
             summary = "  ".join(f"{n} {t.median_ms:.3f}ms" for n, t in timings.items())
-            print(f"[{index}/{len(todo)}] {op} {pass_name} {list(shape)} {dtype}: {summary}",
-                  file=sys.stderr, flush=True)
+            print(f"[{index}/{len(todo)}] {op} {case['config']} {case['pass']} {list(case['shape'])} "
+                  f"{case['dtype']}: {summary}", file=sys.stderr, flush=True)
         print(f"wrote {results.path}", flush=True)
         written.append(results.path)
     return written

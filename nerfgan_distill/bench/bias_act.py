@@ -2,6 +2,8 @@
 and forward+backward, every backend next to the eager and compiled torch reference."""
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ..ops import bias_act
@@ -16,39 +18,41 @@ SHAPES = {
 }
 
 
-def traffic_bytes(shape, itemsize: int, with_backward: bool) -> int:
-    """Minimum memory traffic: x and b in, y out; backward: dy, x, b in, dx out, dx in for db."""
-    numel, channels = torch.Size(shape).numel(), shape[1]
-    forward = 2 * numel + channels
-    backward = 4 * numel + 2 * channels if with_backward else 0
-    return (forward + backward) * itemsize
-
-
-def providers(device: torch.device, backends: list[str]) -> dict:
-    """name -> function(x, b) for each kernel backend and for the eager/compiled reference."""
-    def backend_fn(name):
-        return lambda x, b: bias_act(x, b, act=ACT, clamp=CLAMP, backend=name)
-
-    reference = lambda x, b: bias_act_ref(x, b, 1, ACT, 0.2, 2 ** 0.5, CLAMP)  # noqa: E731
-    out = {name: backend_fn(name) for name in backends}
-    out["torch"] = reference
-    out["torch.compile"] = torch.compile(reference)
-    return out
-
-
-def cases(device: torch.device, dtypes: list[torch.dtype], quick: bool):
+def cases(device: torch.device, dtypes: list[torch.dtype], quick: bool) -> list[dict]:
     shapes = SHAPES["quick"] if quick else SHAPES["cuda" if device.type == "cuda" else "cpu"]
-    for dtype in dtypes:
-        for shape in shapes:
-            for pass_name in ("forward", "forward+backward"):
-                yield shape, dtype, pass_name
+    return [{"shape": shape, "dtype": dtype, "pass": pass_name, "config": f"{ACT}+bias+clamp"}
+            for dtype in dtypes for shape in shapes for pass_name in ("forward", "forward+backward")]
 
 
-def make_step(fn, shape, dtype, device, pass_name):
+def traffic_bytes(case: dict) -> int:
+    """Minimum memory traffic: x and b in, y out; backward: dy, x, b in, dx out, dx in for db."""
+    numel, channels = torch.Size(case["shape"]).numel(), case["shape"][1]
+    forward = 2 * numel + channels
+    backward = 4 * numel + 2 * channels if case["pass"] != "forward" else 0
+    return (forward + backward) * torch.tensor([], dtype=case["dtype"]).element_size()
+
+
+def _reference(x, b):
+    return bias_act_ref(x, b, 1, ACT, 0.2, 2 ** 0.5, CLAMP)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_reference():
+    return torch.compile(_reference)
+
+
+def make_step(provider: str, case: dict, device: torch.device):
+    if provider == "torch":
+        fn = _reference
+    elif provider == "torch.compile":
+        fn = _compiled_reference()
+    else:
+        fn = functools.partial(bias_act, act=ACT, clamp=CLAMP, backend=provider)
     gen = torch.Generator(device=device).manual_seed(0)
+    shape, dtype = case["shape"], case["dtype"]
     x = torch.randn(shape, device=device, dtype=dtype, generator=gen)
     b = torch.randn(shape[1], device=device, dtype=dtype, generator=gen)
-    if pass_name == "forward":
+    if case["pass"] == "forward":
         return lambda: fn(x, b)
     x.requires_grad_(True)
     b.requires_grad_(True)

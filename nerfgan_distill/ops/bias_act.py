@@ -19,7 +19,7 @@ import torch
 from .. import _native
 from ..dispatch import resolve
 from ._common import (check_finite_number, check_float_tensor, check_same_device_dtype,
-                      cuda_stream_handle, empty_like, in_layout, normalize_dim)
+                      cuda_stream_handle, empty_output, in_layout, normalize_dim)
 from .bias_act_ref import ACTIVATIONS, bias_act_ref
 
 __all__ = ["bias_act", "ACTIVATIONS"]
@@ -67,7 +67,7 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
 
 def _run(mode: int, x, b, g, h, dim, act, alpha, gain, clamp, backend) -> torch.Tensor:
     """Launch one backend's kernel. Inputs are validated; layouts are fixed up here."""
-    out = empty_like(x)
+    out = empty_output(x)
     if out.numel() == 0:
         return out
     x = in_layout(x, out)
@@ -126,17 +126,17 @@ def _bias_act_grad2_op(g: torch.Tensor, h: torch.Tensor, x: torch.Tensor, b: Opt
 
 @_bias_act_op.register_fake
 def _(x, b, dim, act, alpha, gain, clamp, backend):
-    return empty_like(x)
+    return empty_output(x)
 
 
 @_bias_act_grad_op.register_fake
 def _(g, x, b, dim, act, alpha, gain, clamp, backend):
-    return empty_like(x)
+    return empty_output(x)
 
 
 @_bias_act_grad2_op.register_fake
 def _(g, h, x, b, dim, act, alpha, gain, clamp, backend):
-    return empty_like(x)
+    return empty_output(x)
 
 
 def _save_forward(ctx, inputs, output):

@@ -1,0 +1,101 @@
+// upfirdn2d on the CPU, row by row: for each output row, each live vertical tap adds
+// a filtered input row into a float accumulator. Along x, the output columns that a
+// tap kx reads real samples for form an arithmetic progression (the inserted zeros
+// are skipped), computed once per call, so the inner loops have constant strides
+// and vectorize in the common unit-stride case.
+// Compiled once per CPU ISA (NGD_ISA); csrc/cpu/cpu_dispatch.cpp picks one at run time.
+#include <algorithm>
+#include <numeric>
+#include <stdexcept>
+#include <vector>
+
+#include "nerfgan_distill/host_half.h"
+#include "nerfgan_distill/upfirdn2d.h"
+
+namespace ngd {
+namespace upfirdn2d {
+NGD_ISA_BEGIN
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; }  // a >= 0 useful range
+
+// Output columns ox0 + j * ox_step (j < count) read input column ix0 + j * ix_step through tap kx.
+struct ColumnSpan {
+  int64_t ox0 = 0, ox_step = 1, ix0 = 0, ix_step = 1, count = 0;
+};
+
+ColumnSpan column_span(const Params& p, int kx) {
+  ColumnSpan span;
+  const int64_t up = p.up_x, down = p.down_x;
+  int64_t first = -1;  // (ox * down + kx - pad) % up repeats with a period <= up
+  for (int64_t ox = 0; ox < std::min<int64_t>(up, p.out_w); ++ox) {
+    if ((ox * down + kx - p.pad_x0) % up == 0) { first = ox; break; }
+  }
+  if (first < 0) return span;
+  const int64_t g = std::gcd(up, down);
+  span.ox_step = up / g;
+  span.ix_step = down / g;
+  const int64_t ix_first = (first * down + kx - p.pad_x0) / up;  // exact division
+  const int64_t j0 = ix_first >= 0 ? 0 : ceil_div(-ix_first, span.ix_step);
+  const int64_t j1 = std::min(ceil_div(p.w - ix_first, span.ix_step), ceil_div(p.out_w - first, span.ox_step));
+  span.count = std::max<int64_t>(0, j1 - j0);
+  span.ox0 = first + j0 * span.ox_step;
+  span.ix0 = ix_first + j0 * span.ix_step;
+  return span;
+}
+
+template <typename S, typename T>
+void run(const Params& p) {
+  const S* x = static_cast<const S*>(p.x);
+  const T* f = static_cast<const T*>(p.f);
+  S* out = static_cast<S*>(p.out);
+  std::vector<ColumnSpan> spans(p.fw);
+  for (int kx = 0; kx < p.fw; ++kx) spans[kx] = column_span(p, kx);
+  const int64_t rows = p.n * p.c * p.out_h;
+#pragma omp parallel num_threads(p.threads) if (rows * p.out_w >= 4096)
+  {
+    std::vector<T> acc(p.out_w);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t oy = r % p.out_h, plane = r / p.out_h;
+      const int64_t n = plane / p.c, c = plane % p.c;
+      std::fill(acc.begin(), acc.end(), T(0));
+      const int64_t uy0 = oy * p.down_y - p.pad_y0;
+      for (int ky = first_live_tap(uy0, p.up_y); ky < p.fh; ky += p.up_y) {
+        const int64_t iy = (uy0 + ky) / p.up_y;
+        if (iy < 0 || iy >= p.h) continue;
+        const S* row = x + n * p.sx_n + c * p.sx_c + iy * p.sx_h;
+        for (int kx = 0; kx < p.fw; ++kx) {
+          const ColumnSpan& s = spans[kx];
+          const T tap = f[ky * p.fw + kx];
+          T* a = acc.data() + s.ox0;
+          const S* in = row + s.ix0 * p.sx_w;
+          if (s.ox_step == 1 && s.ix_step == 1 && p.sx_w == 1) {
+            for (int64_t j = 0; j < s.count; ++j) a[j] += tap * load_as<T>(in[j]);
+          } else {
+            const int64_t in_step = s.ix_step * p.sx_w;
+            for (int64_t j = 0; j < s.count; ++j) a[j * s.ox_step] += tap * load_as<T>(in[j * in_step]);
+          }
+        }
+      }
+      S* dst = out + n * p.so_n + c * p.so_c + oy * p.so_h;
+      for (int64_t ox = 0; ox < p.out_w; ++ox) dst[ox * p.so_w] = StoreAs<S>::from(acc[ox]);
+    }
+  }
+}
+
+}  // namespace
+
+void launch_cpu_isa(const Params& p) {
+  switch (p.dtype) {
+    case kFloat32: run<float, float>(p); break;
+    case kFloat64: run<double, double>(p); break;
+    case kFloat16: run<HostHalf, float>(p); break;
+    case kBFloat16: run<HostBFloat16, float>(p); break;
+    default: throw std::invalid_argument("upfirdn2d_cpu: unsupported dtype code");
+  }
+}
+
+NGD_ISA_END
+}  // namespace upfirdn2d
+}  // namespace ngd

@@ -1,0 +1,81 @@
+"""upfirdn2d benchmark: the FIR resampling a StyleGAN2 512x512 generator and its
+discriminator run ([1,3,3,1] filter), forward and forward+backward, every backend next
+to the eager and compiled torch reference."""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ..ops import setup_filter, upfirdn2d
+from ..ops.upfirdn2d import parse_padding, parse_scaling
+from ..ops.upfirdn2d_ref import upfirdn2d_ref
+
+# config -> upfirdn2d arguments; channel counts follow StyleGAN2's config for 512x512
+CONFIGS = {
+    "upconv_fir": dict(padding=1, gain=4),          # after the stride-2 transposed conv of an up-block
+    "upsample2d": dict(up=2, padding=[2, 1, 2, 1], gain=4),  # the skip-RGB path (and feature upsampling)
+    "downsample2d": dict(down=2, padding=[1, 1, 1, 1]),      # the discriminator's resampling
+}
+SHAPES = {
+    "quick": {"upconv_fir": [(2, 32, 33, 33)]},
+    "cpu": {"upconv_fir": [(4, 512, 33, 33), (4, 128, 257, 257)],
+            "upsample2d": [(4, 256, 64, 64)],
+            "downsample2d": [(4, 128, 128, 128)]},
+    "cuda": {"upconv_fir": [(8, 512, 33, 33), (8, 256, 129, 129), (8, 64, 513, 513), (32, 128, 257, 257)],
+             "upsample2d": [(8, 3, 256, 256), (32, 256, 64, 64)],
+             "downsample2d": [(32, 128, 256, 256), (8, 64, 512, 512)]},
+}
+
+
+def cases(device: torch.device, dtypes: list[torch.dtype], quick: bool) -> list[dict]:
+    table = SHAPES["quick"] if quick else SHAPES["cuda" if device.type == "cuda" else "cpu"]
+    return [{"shape": shape, "dtype": dtype, "pass": pass_name, "config": config}
+            for dtype in dtypes for config, shapes in table.items() for shape in shapes
+            for pass_name in ("forward", "forward+backward")]
+
+
+def _output_shape(case: dict) -> list[int]:
+    kwargs = CONFIGS[case["config"]]
+    up_x, up_y = parse_scaling("bench", "up", kwargs.get("up", 1))
+    down_x, down_y = parse_scaling("bench", "down", kwargs.get("down", 1))
+    px0, px1, py0, py1 = parse_padding("bench", kwargs.get("padding", 0))
+    n, c, h, w = case["shape"]
+    return [n, c, (h * up_y + py0 + py1 - 4) // down_y + 1, (w * up_x + px0 + px1 - 4) // down_x + 1]
+
+
+def traffic_bytes(case: dict) -> int:
+    """Minimum memory traffic: x in, y out; backward: dy in, dx out."""
+    elements = torch.Size(case["shape"]).numel() + torch.Size(_output_shape(case)).numel()
+    passes = 1 if case["pass"] == "forward" else 2
+    return passes * elements * torch.tensor([], dtype=case["dtype"]).element_size()
+
+
+def _reference(x, f, config):
+    kwargs = CONFIGS[config]
+    return upfirdn2d_ref(x, f, parse_scaling("bench", "up", kwargs.get("up", 1)),
+                         parse_scaling("bench", "down", kwargs.get("down", 1)),
+                         parse_padding("bench", kwargs.get("padding", 0)), False, kwargs.get("gain", 1))
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_reference():
+    return torch.compile(_reference)
+
+
+def make_step(provider: str, case: dict, device: torch.device):
+    config = case["config"]
+    if provider == "torch":
+        fn = functools.partial(_reference, config=config)
+    elif provider == "torch.compile":
+        fn = functools.partial(_compiled_reference(), config=config)
+    else:
+        fn = functools.partial(upfirdn2d, **CONFIGS[config], backend=provider)
+    f = setup_filter([1, 3, 3, 1], device=device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(case["shape"], device=device, dtype=case["dtype"], generator=gen)
+    if case["pass"] == "forward":
+        return lambda: fn(x, f)
+    x.requires_grad_(True)
+    dy = torch.randn(_output_shape(case), device=device, dtype=case["dtype"], generator=gen)
+    return lambda: torch.autograd.grad(fn(x, f), x, dy)
