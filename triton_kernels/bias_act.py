@@ -9,6 +9,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._common import to_compute
+
 # Activation and mode codes: the same numbers as the C++ enums.
 LINEAR, RELU, LRELU, TANH, SIGMOID, ELU, SELU, SOFTPLUS, SWISH = range(9)
 FORWARD, GRAD, GRAD2 = range(3)
@@ -70,24 +72,15 @@ def _activation(s, alpha, ACT: tl.constexpr):
 
 
 @triton.jit
-def _to_compute(v, FP64: tl.constexpr):
-    """fp64 math for fp64 tensors (gradcheck), fp32 for everything else."""
-    if FP64:
-        return v.to(tl.float64)
-    else:
-        return v.to(tl.float32)
-
-
-@triton.jit
 def bias_act_kernel(x_ptr, b_ptr, g_ptr, h_ptr, out_ptr, numel, bias_stride, bias_size,
                     alpha, gain, clamp,
                     ACT: tl.constexpr, MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
                     HAS_CLAMP: tl.constexpr, FP64: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     inside = offs < numel
-    s = _to_compute(tl.load(x_ptr + offs, mask=inside, other=0), FP64)
+    s = to_compute(tl.load(x_ptr + offs, mask=inside, other=0), FP64)
     if HAS_BIAS:
-        s += _to_compute(tl.load(b_ptr + (offs // bias_stride) % bias_size, mask=inside, other=0), FP64)
+        s += to_compute(tl.load(b_ptr + (offs // bias_stride) % bias_size, mask=inside, other=0), FP64)
     f, d1, d2 = _activation(s, alpha, ACT)
     y = f * gain
     if MODE == 0:
@@ -95,11 +88,11 @@ def bias_act_kernel(x_ptr, b_ptr, g_ptr, h_ptr, out_ptr, numel, bias_stride, bia
         if HAS_CLAMP:
             out = tl.where(y < -clamp, -clamp, tl.where(y > clamp, clamp, y))  # NaN passes
     else:
-        g = _to_compute(tl.load(g_ptr + offs, mask=inside, other=0), FP64)
+        g = to_compute(tl.load(g_ptr + offs, mask=inside, other=0), FP64)
         if MODE == 1:
             out = g * gain * d1
         else:
-            h = _to_compute(tl.load(h_ptr + offs, mask=inside, other=0), FP64)
+            h = to_compute(tl.load(h_ptr + offs, mask=inside, other=0), FP64)
             out = g * h * gain * d2
         if HAS_CLAMP:
             out = tl.where((y >= -clamp) & (y <= clamp), out, 0.0)  # exactly 0, even for NaN

@@ -8,13 +8,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-
-@triton.jit
-def _to_compute(v, FP64: tl.constexpr):
-    if FP64:
-        return v.to(tl.float64)
-    else:
-        return v.to(tl.float32)
+from ._common import to_compute
 
 
 @triton.jit
@@ -42,14 +36,14 @@ def upfirdn2d_kernel(x_ptr, f_ptr, out_ptr, total, C, H, W, OH, OW,
     base = n * sxn + c * sxc
     uy0 = oy * DOWN_Y - pad_y0
     ux0 = ox * DOWN_X - pad_x0
-    acc = _to_compute(tl.zeros([BLOCK], dtype=tl.float32), FP64)
+    acc = to_compute(tl.zeros([BLOCK], dtype=tl.float32), FP64)
     for ky in tl.static_range(FH):
         iy, valid_y = _source_index(uy0 + ky, UP_Y, H)
         for kx in tl.static_range(FW):
             ix, valid_x = _source_index(ux0 + kx, UP_X, W)
             tap = tl.load(f_ptr + ky * FW + kx)
             value = tl.load(x_ptr + base + iy * sxh + ix * sxw, mask=inside & valid_y & valid_x, other=0)
-            acc += tap * _to_compute(value, FP64)
+            acc += tap * to_compute(value, FP64)
     tl.store(out_ptr + n * son + c * soc + oy * soh + ox * sow, acc.to(out_ptr.dtype.element_ty), mask=inside)
 
 

@@ -1,7 +1,5 @@
 // bias_act on the CPU: OpenMP over runs of elements that share one bias entry.
 // Compiled once per CPU ISA (NGD_ISA); csrc/cpu/cpu_dispatch.cpp picks one at run time.
-#include <stdexcept>
-
 #include "nerfgan_distill/bias_act.h"
 #include "nerfgan_distill/host_half.h"
 
@@ -56,13 +54,7 @@ void run_typed(const Params& p) {
 }  // namespace
 
 void launch_cpu_isa(const Params& p) {
-  switch (p.dtype) {
-    case kFloat32: run_typed<float, float>(p); break;
-    case kFloat64: run_typed<double, double>(p); break;
-    case kFloat16: run_typed<HostHalf, float>(p); break;
-    case kBFloat16: run_typed<HostBFloat16, float>(p); break;
-    default: throw std::invalid_argument("bias_act_cpu: unsupported dtype code");
-  }
+  with_host_dtype(p.dtype, "bias_act_cpu", [&](auto s, auto t) { run_typed<decltype(s), decltype(t)>(p); });
 }
 
 NGD_ISA_END

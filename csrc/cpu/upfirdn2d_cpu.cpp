@@ -6,7 +6,6 @@
 // Compiled once per CPU ISA (NGD_ISA); csrc/cpu/cpu_dispatch.cpp picks one at run time.
 #include <algorithm>
 #include <numeric>
-#include <stdexcept>
 #include <vector>
 
 #include "nerfgan_distill/host_half.h"
@@ -87,13 +86,7 @@ void run(const Params& p) {
 }  // namespace
 
 void launch_cpu_isa(const Params& p) {
-  switch (p.dtype) {
-    case kFloat32: run<float, float>(p); break;
-    case kFloat64: run<double, double>(p); break;
-    case kFloat16: run<HostHalf, float>(p); break;
-    case kBFloat16: run<HostBFloat16, float>(p); break;
-    default: throw std::invalid_argument("upfirdn2d_cpu: unsupported dtype code");
-  }
+  with_host_dtype(p.dtype, "upfirdn2d_cpu", [&](auto s, auto t) { run<decltype(s), decltype(t)>(p); });
 }
 
 NGD_ISA_END

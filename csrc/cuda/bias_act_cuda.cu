@@ -58,13 +58,9 @@ void launch_cuda(const Params& p, int device, std::uintptr_t stream_handle) {
   if (p.numel == 0) return;
   cuda::DeviceGuard guard(device, "bias_act_cuda");
   cudaStream_t stream = reinterpret_cast<cudaStream_t>(stream_handle);
-  switch (p.dtype) {
-    case kFloat32: launch_typed<float, float>(p, stream); break;
-    case kFloat64: launch_typed<double, double>(p, stream); break;
-    case kFloat16: launch_typed<__half, float>(p, stream); break;
-    case kBFloat16: launch_typed<__nv_bfloat16, float>(p, stream); break;
-    default: throw std::invalid_argument("bias_act_cuda: unsupported dtype code");
-  }
+  cuda::with_dtype(p.dtype, "bias_act_cuda", [&](auto s, auto t) {
+    launch_typed<decltype(s), decltype(t)>(p, stream);
+  });
 }
 
 }  // namespace bias_act

@@ -45,13 +45,9 @@ void launch_cuda(const Params& p, int device, std::uintptr_t stream_handle) {
   if (p.n * p.c * p.out_h * p.out_w == 0) return;
   cuda::DeviceGuard guard(device, "upfirdn2d_cuda");
   cudaStream_t stream = reinterpret_cast<cudaStream_t>(stream_handle);
-  switch (p.dtype) {
-    case kFloat32: launch_typed<float, float>(p, stream); break;
-    case kFloat64: launch_typed<double, double>(p, stream); break;
-    case kFloat16: launch_typed<__half, float>(p, stream); break;
-    case kBFloat16: launch_typed<__nv_bfloat16, float>(p, stream); break;
-    default: throw std::invalid_argument("upfirdn2d_cuda: unsupported dtype code");
-  }
+  cuda::with_dtype(p.dtype, "upfirdn2d_cuda", [&](auto s, auto t) {
+    launch_typed<decltype(s), decltype(t)>(p, stream);
+  });
 }
 
 }  // namespace upfirdn2d

@@ -9,6 +9,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "nerfgan_distill/common.h"
+
 namespace ngd {
 namespace cuda {
 
@@ -44,6 +46,18 @@ template <> struct StoreAs<float> { template <typename T> __device__ static floa
 template <> struct StoreAs<double> { template <typename T> __device__ static double from(T v) { return double(v); } };
 template <> struct StoreAs<__half> { template <typename T> __device__ static __half from(T v) { return __float2half_rn(float(v)); } };
 template <> struct StoreAs<__nv_bfloat16> { template <typename T> __device__ static __nv_bfloat16 from(T v) { return __float2bfloat16_rn(float(v)); } };
+
+// Calls fn(S{}, T{}) with the storage type S and compute type T of a dtype code.
+template <typename Fn>
+void with_dtype(int dtype, const char* op, Fn&& fn) {
+  switch (dtype) {
+    case kFloat32: fn(float{}, float{}); break;
+    case kFloat64: fn(double{}, double{}); break;
+    case kFloat16: fn(__half{}, float{}); break;
+    case kBFloat16: fn(__nv_bfloat16{}, float{}); break;
+    default: throw std::invalid_argument(std::string(op) + ": unsupported dtype code");
+  }
+}
 
 }  // namespace cuda
 }  // namespace ngd

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 #include "nerfgan_distill/common.h"
 
@@ -72,6 +74,18 @@ template <> struct StoreAs<float> { template <typename T> static float from(T v)
 template <> struct StoreAs<double> { template <typename T> static double from(T v) { return double(v); } };
 template <> struct StoreAs<HostHalf> { template <typename T> static HostHalf from(T v) { return to_half(float(v)); } };
 template <> struct StoreAs<HostBFloat16> { template <typename T> static HostBFloat16 from(T v) { return to_bfloat16(float(v)); } };
+
+// Calls fn(S{}, T{}) with the host storage type S and compute type T of a dtype code.
+template <typename Fn>
+void with_host_dtype(int dtype, const char* op, Fn&& fn) {
+  switch (dtype) {
+    case kFloat32: fn(float{}, float{}); break;
+    case kFloat64: fn(double{}, double{}); break;
+    case kFloat16: fn(HostHalf{}, float{}); break;
+    case kBFloat16: fn(HostBFloat16{}, float{}); break;
+    default: throw std::invalid_argument(std::string(op) + ": unsupported dtype code");
+  }
+}
 
 NGD_ISA_END
 }  // namespace ngd
