@@ -26,7 +26,7 @@ def main():
     if not (args.eg3d / "torch_utils" / "ops" / "upfirdn2d.py").is_file():
         sys.exit(f"{args.eg3d} does not hold torch_utils/ops/upfirdn2d.py")
     sys.path.insert(0, str(args.eg3d))
-    from torch_utils.ops import bias_act, upfirdn2d  # the official code
+    from torch_utils.ops import bias_act, conv2d_resample, upfirdn2d  # the official code
 
     gen = torch.Generator().manual_seed(2023)
 
@@ -66,12 +66,33 @@ def main():
             y = bias_act.bias_act(x, b, act=act, clamp=clamp, impl="ref")
             acts.append({"act": act, "clamp": clamp, "x": x, "b": b, "y": y})
 
+    convs = []
+    asym = torch.tensor([[0.1, 0.5, 0.2, 0.05], [0.7, -0.3, 0.4, 0.2]], dtype=torch.float32)
+    for name, cin, cout, k, kwargs in [
+        ("eg3d_upconv", 6, 4, 3, dict(f=fir, up=2, padding=1, flip_weight=False)),
+        ("conv_k3", 6, 4, 3, dict(padding=1)),
+        ("torgb_k1", 6, 3, 1, dict()),
+        ("disc_down_k3", 6, 4, 3, dict(f=fir, down=2, padding=1)),
+        ("disc_skip_k1", 6, 4, 1, dict(f=fir, down=2)),
+        ("up_k1", 6, 4, 1, dict(f=fir, up=2)),
+        ("grouped_upconv", 6, 4, 3, dict(f=fir, up=2, padding=1, groups=2, flip_weight=False)),
+        ("grouped_down", 6, 9, 3, dict(f=fir, down=2, padding=1, groups=3)),
+        ("up_and_down", 6, 4, 3, dict(f=fir, up=2, down=2, padding=1)),
+        ("asymmetric_pad", 6, 4, 3, dict(padding=[1, 0, 2, 1])),
+        ("flips_odd_filter", 6, 4, 3, dict(f=asym, up=2, padding=[2, 1, 0, 1], flip_filter=True)),
+    ]:
+        groups = kwargs.get("groups", 1)
+        x, w = randn(2, cin, 7, 6), randn(cout, cin // groups, k, k)
+        y = conv2d_resample.conv2d_resample(x, w, **kwargs)
+        convs.append({"name": name, "x": x, "w": w, "kwargs": kwargs, "y": y})
+
     commit = args.commit or subprocess.run(["git", "-C", str(args.eg3d), "rev-parse", "HEAD"],
                                            capture_output=True, text=True).stdout.strip() or "unknown"
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"source": f"NVlabs/eg3d {commit}", "upfirdn2d": cases, "setup_filter": filters, "bias_act": acts},
-               args.out)
-    print(f"wrote {args.out}: {len(cases)} upfirdn2d, {len(filters)} setup_filter, {len(acts)} bias_act cases")
+    torch.save({"source": f"NVlabs/eg3d {commit}", "upfirdn2d": cases, "setup_filter": filters, "bias_act": acts,
+                "conv2d_resample": convs}, args.out)
+    print(f"wrote {args.out}: {len(cases)} upfirdn2d, {len(filters)} setup_filter, {len(acts)} bias_act, "
+          f"{len(convs)} conv2d_resample cases")
 
 
 if __name__ == "__main__":
