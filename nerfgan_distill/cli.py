@@ -21,7 +21,8 @@ def _info(args: argparse.Namespace) -> int:
             "backends": {n: {"built": s.built, "usable": s.usable, "detail": s.detail} for n, s in found.items()},
         }, indent=1))
         return 0
-    print(f"nerfgan_distill {nerfgan_distill.__version__}  (python {sys.version.split()[0]}, torch {torch.__version__})")
+    print(f"nerfgan_distill {nerfgan_distill.__version__}  (python {sys.version.split()[0]}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU threads)")
     error = _native.load_error()
     print(f"native module: {error or _native.load().__file__}")
     print(f"{'backend':8} {'built':6} {'usable':7} detail")

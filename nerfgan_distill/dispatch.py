@@ -87,7 +87,7 @@ def status(name: str) -> BackendStatus:
         info = _native.build_info()
         openmp = "OpenMP" if info.get("openmp") else "no OpenMP"
         return BackendStatus("cpu", True, True, f"{info.get('compiler', '')}, {openmp}, "
-                             f"{info.get('cpu_isa')} kernels, {torch.get_num_threads()} threads", info)
+                             f"{info.get('cpu_isa')} kernels", info)
     if name == "cuda":
         error = _native.load_error()
         if error:
@@ -165,4 +165,6 @@ def resolve(backend: str, device: torch.device) -> str:
             _check_device(backend, device)
         except BackendUnavailableError as exc:
             raise BackendUnavailableError(f"{source}: {exc}") from None
+        if device.type == "cuda" and not st.usable:  # e.g. no code for this GPU's architecture
+            raise BackendUnavailableError(f"{source}: {st.detail}")
     return backend

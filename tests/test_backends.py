@@ -110,3 +110,11 @@ def test_cpu_kernel_honours_torch_threads():
     finally:
         torch.set_num_threads(before)
     torch.testing.assert_close(one, ops.bias_act(x, act="lrelu", backend="cpu"), rtol=0, atol=0)
+
+
+def test_explicit_cuda_on_a_gpu_without_code_says_why(monkeypatch):
+    fake = BackendStatus("cuda", True, False, "CUDA 13.0, archs 80-real; no code for this GPU (sm_75)")
+    original = dispatch.status
+    monkeypatch.setattr(dispatch, "status", lambda name: fake if name == "cuda" else original(name))
+    with pytest.raises(BackendUnavailableError, match=r"no code for this GPU \(sm_75\)"):
+        resolve("cuda", torch.device("cuda"))

@@ -2,9 +2,12 @@
 the memory layout and device plumbing between torch tensors and the kernels."""
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
+
+from .. import _native
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
@@ -65,5 +68,16 @@ def in_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(like).copy_(t)
 
 
-def cuda_stream_handle(device: torch.device) -> int:
-    return torch.cuda.current_stream(device).cuda_stream
+def device_context(device: torch.device):
+    """Make the tensors' GPU current for a Triton launch (a no-op on CPU)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def run_native(kernel: str, backend: str, device: torch.device, *args) -> None:
+    """Call _C.<kernel>_cpu with torch's thread count, or _C.<kernel>_cuda on the device's
+    current stream (so CUDA graphs and user streams see the launch)."""
+    native = _native.load()
+    if backend == "cpu":
+        getattr(native, f"{kernel}_cpu")(*args, torch.get_num_threads())
+    else:
+        getattr(native, f"{kernel}_cuda")(*args, device.index, torch.cuda.current_stream(device).cuda_stream)

@@ -11,15 +11,14 @@ backend runs the reference in bias_act_ref.py with plain autograd.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Optional
 
 import torch
 
 from .. import _native
 from ..dispatch import resolve
-from ._common import (check_finite_number, check_float_tensor, check_same_device_dtype,
-                      cuda_stream_handle, empty_output, in_layout, normalize_dim)
+from ._common import (check_finite_number, check_float_tensor, check_same_device_dtype, device_context,
+                      empty_output, in_layout, normalize_dim, run_native)
 from .bias_act_ref import ACTIVATIONS, bias_act_ref
 
 __all__ = ["bias_act", "ACTIVATIONS"]
@@ -83,17 +82,12 @@ def _run(mode: int, x, b, g, h, dim, act, alpha, gain, clamp, backend) -> torch.
     if backend == "triton":
         from ..triton_kernels import bias_act as kernels
 
-        with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+        with device_context(x.device):
             kernels.launch(x, b, g, h, out, bias_stride, bias_size, code, mode, alpha, gain, clamp)
         return out
-    args = (x.data_ptr(), 0 if b is None else b.data_ptr(), 0 if g is None else g.data_ptr(),
-            0 if h is None else h.data_ptr(), out.data_ptr(), out.numel(), bias_stride, bias_size,
-            code, mode, _native.DTYPE_CODES[x.dtype], alpha, gain, clamp)
-    native = _native.load()
-    if backend == "cpu":
-        native.bias_act_cpu(*args, torch.get_num_threads())  # honour torch.set_num_threads
-    else:
-        native.bias_act_cuda(*args, x.device.index, cuda_stream_handle(x.device))
+    run_native("bias_act", backend, x.device, x.data_ptr(), 0 if b is None else b.data_ptr(),
+               0 if g is None else g.data_ptr(), 0 if h is None else h.data_ptr(), out.data_ptr(),
+               out.numel(), bias_stride, bias_size, code, mode, _native.DTYPE_CODES[x.dtype], alpha, gain, clamp)
     return out
 
 

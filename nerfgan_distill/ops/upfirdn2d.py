@@ -9,14 +9,13 @@ gradient: it is a fixed buffer in StyleGAN2 and EG3D.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import List, Optional
 
 import torch
 
 from .. import _native
 from ..dispatch import resolve
-from ._common import check_finite_number, check_float_tensor, cuda_stream_handle, empty_output
+from ._common import check_finite_number, check_float_tensor, device_context, empty_output, run_native
 from .upfirdn2d_ref import upfirdn2d_ref
 
 __all__ = ["upfirdn2d", "setup_filter", "upsample2d", "downsample2d", "filter2d"]
@@ -194,16 +193,12 @@ def _run(x, f, scaling, padding, flip_filter, gain, backend) -> torch.Tensor:
     if backend == "triton":
         from ..triton_kernels import upfirdn2d as kernels
 
-        with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+        with device_context(x.device):
             kernels.launch(x, taps, out, scaling, padding[0], padding[2])
         return out
-    args = (x.data_ptr(), taps.data_ptr(), out.data_ptr(), [*x.shape, *out.shape[2:]], list(x.stride()),
-            list(out.stride()), list(scaling), [padding[0], padding[2], *taps.shape], _native.DTYPE_CODES[x.dtype])
-    native = _native.load()
-    if backend == "cpu":
-        native.upfirdn2d_cpu(*args, torch.get_num_threads())
-    else:
-        native.upfirdn2d_cuda(*args, x.device.index, cuda_stream_handle(x.device))
+    run_native("upfirdn2d", backend, x.device, x.data_ptr(), taps.data_ptr(), out.data_ptr(),
+               [*x.shape, *out.shape[2:]], list(x.stride()), list(out.stride()), list(scaling),
+               [padding[0], padding[2], *taps.shape], _native.DTYPE_CODES[x.dtype])
     return out
 
 
