@@ -86,13 +86,38 @@ def main():
         y = conv2d_resample.conv2d_resample(x, w, **kwargs)
         convs.append({"name": name, "x": x, "w": w, "kwargs": kwargs, "y": y})
 
+    from training.networks_stylegan2 import modulated_conv2d  # the official code
+
+    modconvs = []
+    for name, dtype, kwargs in [
+        ("fused_k3_noise", torch.float64, dict(padding=1, fused_modconv=True, noise=True)),
+        ("unfused_k3_noise", torch.float64, dict(padding=1, fused_modconv=False, noise=True)),
+        ("fused_upconv", torch.float64, dict(up=2, padding=1, resample_filter=fir, flip_weight=False)),
+        ("unfused_upconv", torch.float64, dict(up=2, padding=1, resample_filter=fir, flip_weight=False,
+                                               fused_modconv=False)),
+        ("torgb_no_demod", torch.float64, dict(demodulate=False)),
+        ("fp32_fused", torch.float32, dict(padding=1)),
+        ("fp16_prenormalized", torch.float16, dict(padding=1, fused_modconv=False)),
+    ]:
+        k = 1 if name.startswith("torgb") else 3
+        x, weight, styles = randn(2, 6, 5, 5), randn(4, 6, k, k), randn(2, 6) + 1
+        kwargs = dict(kwargs)
+        out_hw = 10 if kwargs.get("up") == 2 else 5
+        noise = randn(2, 1, out_hw, out_hw) if kwargs.pop("noise", False) else None
+        params_dtype = torch.float64 if dtype == torch.float64 else torch.float32  # as StyleGAN2 keeps them
+        x, weight, styles = x.to(dtype), weight.to(params_dtype), styles.to(params_dtype)
+        noise = None if noise is None else noise.to(dtype)
+        y = modulated_conv2d(x, weight, styles, noise=noise, **kwargs)
+        modconvs.append({"name": name, "x": x, "weight": weight, "styles": styles, "noise": noise,
+                         "kwargs": kwargs, "y": y})
+
     commit = args.commit or subprocess.run(["git", "-C", str(args.eg3d), "rev-parse", "HEAD"],
                                            capture_output=True, text=True).stdout.strip() or "unknown"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"source": f"NVlabs/eg3d {commit}", "upfirdn2d": cases, "setup_filter": filters, "bias_act": acts,
-                "conv2d_resample": convs}, args.out)
+                "conv2d_resample": convs, "modulated_conv2d": modconvs}, args.out)
     print(f"wrote {args.out}: {len(cases)} upfirdn2d, {len(filters)} setup_filter, {len(acts)} bias_act, "
-          f"{len(convs)} conv2d_resample cases")
+          f"{len(convs)} conv2d_resample, {len(modconvs)} modulated_conv2d cases")
 
 
 if __name__ == "__main__":
