@@ -82,11 +82,11 @@ class CMakeBuild(build_ext):
     def build_extension(self, ext: Extension) -> None:
         import pybind11  # a build requirement, available in the isolated build env
 
-        out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
+        built = Path(self.get_ext_fullpath(ext.name)).resolve()
         build_dir = Path(self.build_temp).resolve() / ext.name
         build_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={out_dir}",
+            f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={built.parent}",
             f"-DPython_EXECUTABLE={sys.executable}",
             f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
             f"-DCMAKE_BUILD_TYPE={'Debug' if self.debug else 'Release'}",
@@ -107,7 +107,7 @@ class CMakeBuild(build_ext):
         subprocess.run(["cmake", str(ROOT), *args], cwd=build_dir, check=True)
         stamp.write_text("\n".join(args))
         subprocess.run(["cmake", "--build", ".", "--parallel", jobs], cwd=build_dir, check=True)
-        self.copy_into_source_tree(Path(self.get_ext_fullpath(ext.name)).resolve())
+        self.copy_into_source_tree(built)
 
     @staticmethod
     def copy_into_source_tree(built: Path) -> None:

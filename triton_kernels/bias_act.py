@@ -113,4 +113,4 @@ def launch(x, b, g, h, out, bias_stride, bias_size, act, mode, alpha, gain, clam
         x, b if b is not None else x, g if g is not None else x, h if h is not None else x, out,
         numel, bias_stride, bias_size, float(alpha), float(gain), float(clamp),
         ACT=act, MODE=mode, HAS_BIAS=b is not None, HAS_CLAMP=clamp >= 0,
-        FP64=x.dtype.is_floating_point and x.itemsize == 8, BLOCK=_BLOCK)
+        FP64=x.element_size() == 8, BLOCK=_BLOCK)
