@@ -91,6 +91,8 @@ def test_torch_compile_fullgraph_matches_eager():
     (dict(up=0), ValueError, "up must be an int >= 1"),
     (dict(down=1.5), ValueError, "down must be an int >= 1"),
     (dict(f=torch.ones(2, 2, 2)), ValueError, "f must be a"),
+    (dict(f=torch.ones(4, 4, requires_grad=True)), ValueError, "f must not require grad"),
+    (dict(f=torch.ones(4, 4, device="meta")), ValueError, "f is on meta but x is on cpu"),
     (dict(flip_weight=0), TypeError, "flip_weight must be a bool"),
     (dict(padding=[1, 2, 3]), TypeError, "padding must be"),
 ])

@@ -8,7 +8,7 @@ import functools
 import torch
 
 from ..ops import setup_filter, upfirdn2d
-from ..ops.upfirdn2d import parse_padding, parse_scaling
+from ..ops.upfirdn2d import output_shape, parse_padding, parse_scaling
 from ..ops.upfirdn2d_ref import upfirdn2d_ref
 
 # config -> upfirdn2d arguments; channel counts follow StyleGAN2's config for 512x512
@@ -37,11 +37,10 @@ def cases(device: torch.device, dtypes: list[torch.dtype], quick: bool) -> list[
 
 def _output_shape(case: dict) -> list[int]:
     kwargs = CONFIGS[case["config"]]
-    up_x, up_y = parse_scaling("bench", "up", kwargs.get("up", 1))
-    down_x, down_y = parse_scaling("bench", "down", kwargs.get("down", 1))
-    px0, px1, py0, py1 = parse_padding("bench", kwargs.get("padding", 0))
-    n, c, h, w = case["shape"]
-    return [n, c, (h * up_y + py0 + py1 - 4) // down_y + 1, (w * up_x + px0 + px1 - 4) // down_x + 1]
+    scaling = [*parse_scaling("bench", "up", kwargs.get("up", 1)),
+               *parse_scaling("bench", "down", kwargs.get("down", 1))]
+    padding = parse_padding("bench", kwargs.get("padding", 0))
+    return output_shape(case["shape"], (4, 4), scaling, padding)  # the 4x4 [1,3,3,1] filter
 
 
 def traffic_bytes(case: dict) -> int:

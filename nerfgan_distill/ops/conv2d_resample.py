@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..dispatch import resolve
 from ._common import check_float_tensor, check_same_device_dtype
 from .conv2d_resample_ref import conv2d_resample_ref, resample_padding
-from .upfirdn2d import filter_size, parse_padding, upfirdn2d
+from .upfirdn2d import check_filter, filter_size, parse_padding, upfirdn2d
 
 __all__ = ["conv2d_resample"]
 
@@ -51,9 +51,7 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
                          f"in {groups} group(s): need w.shape[1] * groups == {x.shape[1]} and "
                          f"w.shape[0] divisible by groups")
     if f is not None:
-        check_float_tensor(op, "f", f)
-        if f.ndim not in (1, 2):
-            raise ValueError(f"conv2d_resample: f must be a [taps] or [fh, fw] filter, got shape {list(f.shape)}")
+        check_filter(op, f, x)
     for name, flag in (("flip_weight", flip_weight), ("flip_filter", flip_filter)):
         if not isinstance(flag, bool):
             raise TypeError(f"conv2d_resample: {name} must be a bool, got {type(flag).__name__}")

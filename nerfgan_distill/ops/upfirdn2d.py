@@ -58,7 +58,8 @@ def filter_size(f: Optional[torch.Tensor]) -> tuple[int, int]:
     return int(f.shape[-1]), int(f.shape[0])
 
 
-def _check_filter(op: str, f, x: torch.Tensor) -> torch.Tensor:
+def check_filter(op: str, f, x: torch.Tensor) -> torch.Tensor:
+    """Validate a FIR filter for x (None becomes the 1x1 identity filter)."""
     if f is None:
         return torch.ones(1, 1, dtype=torch.float32, device=x.device)
     check_float_tensor(op, "f", f)
@@ -91,7 +92,7 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up=1, down=1, padding=
     check_float_tensor(op, "x", x)
     if x.ndim != 4:
         raise ValueError(f"upfirdn2d: x must be [N, C, H, W], got shape {list(x.shape)}")
-    f = _check_filter(op, f, x)
+    f = check_filter(op, f, x)
     up_xy, down_xy = parse_scaling(op, "up", up), parse_scaling(op, "down", down)
     pad = parse_padding(op, padding)
     if not isinstance(flip_filter, bool):
@@ -169,12 +170,14 @@ def filter2d(x, f, padding=0, flip_filter=False, gain=1, backend="auto"):
 
 # --- kernels ---------------------------------------------------------------------------------
 
-def _output_shape(x: torch.Tensor, f: torch.Tensor, scaling, padding) -> list[int]:
+def output_shape(x_shape, f_size: tuple[int, int], scaling, padding) -> list[int]:
+    """The [N, C, H', W'] upfirdn2d gives for x_shape, a (fw, fh) filter, scaling
+    (up_x, up_y, down_x, down_y) and padding (x0, x1, y0, y1)."""
     up_x, up_y, down_x, down_y = scaling
-    fw, fh = filter_size(f)
-    out_w = (x.shape[3] * up_x + padding[0] + padding[1] - fw) // down_x + 1
-    out_h = (x.shape[2] * up_y + padding[2] + padding[3] - fh) // down_y + 1
-    return [x.shape[0], x.shape[1], out_h, out_w]
+    fw, fh = f_size
+    out_w = (x_shape[3] * up_x + padding[0] + padding[1] - fw) // down_x + 1
+    out_h = (x_shape[2] * up_y + padding[2] + padding[3] - fh) // down_y + 1
+    return [x_shape[0], x_shape[1], out_h, out_w]
 
 
 def kernel_taps(f: torch.Tensor, flip_filter: bool, gain: float, dtype: torch.dtype) -> torch.Tensor:
@@ -186,7 +189,7 @@ def kernel_taps(f: torch.Tensor, flip_filter: bool, gain: float, dtype: torch.dt
 
 
 def _run(x, f, scaling, padding, flip_filter, gain, backend) -> torch.Tensor:
-    out = empty_output(x, _output_shape(x, f, scaling, padding))
+    out = empty_output(x, output_shape(x.shape, filter_size(f), scaling, padding))
     if out.numel() == 0:
         return out
     taps = kernel_taps(f, flip_filter, gain, x.dtype)
@@ -210,7 +213,7 @@ def _upfirdn2d_op(x: torch.Tensor, f: torch.Tensor, scaling: List[int], padding:
 
 @_upfirdn2d_op.register_fake
 def _(x, f, scaling, padding, flip_filter, gain, backend):
-    return empty_output(x, _output_shape(x, f, scaling, padding))
+    return empty_output(x, output_shape(x.shape, filter_size(f), scaling, padding))
 
 
 def _save(ctx, inputs, output):
