@@ -11,6 +11,8 @@
 #include <string>
 
 #include "nerfgan_distill/bias_act.h"
+#include "nerfgan_distill/composite.h"
+#include "nerfgan_distill/triplane.h"
 #include "nerfgan_distill/upfirdn2d.h"
 
 #ifdef NGD_WITH_CUDA
@@ -89,6 +91,77 @@ ngd::upfirdn2d::Params upfirdn2d_params(std::uintptr_t x, std::uintptr_t f, std:
   p.pad_x0 = taps[0]; p.pad_y0 = taps[1]; p.fh = taps[2]; p.fw = taps[3];
   p.dtype = dtype;
   return p;
+}
+
+void check_dtype(int dtype, const char* op) {
+  if (dtype < ngd::kFloat32 || dtype > ngd::kBFloat16) throw std::invalid_argument(std::string(op) + ": unknown dtype code");
+}
+
+template <typename P> P* ptr(std::uintptr_t address) { return reinterpret_cast<P*>(address); }
+
+// sizes: n, m, c, h, w; strides (elements): n, plane, c, h, w; axes: grid x, grid y per plane.
+ngd::triplane::Params triplane_params(std::uintptr_t planes, std::uintptr_t coords, const std::array<int64_t, 5>& sizes,
+                                      const std::array<int64_t, 5>& strides, const std::array<int, 6>& axes,
+                                      double scale, int dtype) {
+  for (int64_t v : sizes)
+    if (v < 0) throw std::invalid_argument("sample_triplanes: sizes must be >= 0");
+  for (int a : axes)
+    if (a < 0 || a > 2) throw std::invalid_argument("sample_triplanes: axes must be 0, 1 or 2");
+  check_dtype(dtype, "sample_triplanes");
+  const bool empty = sizes[0] * sizes[1] * sizes[2] == 0;
+  if (!empty && (!planes || !coords || sizes[3] < 1 || sizes[4] < 1))
+    throw std::invalid_argument("sample_triplanes: planes and coords must not be null or empty");
+  ngd::triplane::Params p;
+  p.planes = ptr<const void>(planes);
+  p.coords = ptr<const void>(coords);
+  p.n = sizes[0]; p.m = sizes[1]; p.c = sizes[2]; p.h = sizes[3]; p.w = sizes[4];
+  p.sp_n = strides[0]; p.sp_p = strides[1]; p.sp_c = strides[2]; p.sp_h = strides[3]; p.sp_w = strides[4];
+  for (int plane = 0; plane < 3; ++plane) {
+    p.axis_x[plane] = axes[2 * plane];
+    p.axis_y[plane] = axes[2 * plane + 1];
+  }
+  p.scale = scale;
+  p.dtype = dtype;
+  return p;
+}
+
+ngd::triplane::Params triplane_backward_params(std::uintptr_t planes, std::uintptr_t coords, std::uintptr_t grad_out,
+                                               std::uintptr_t grad_planes, std::uintptr_t grad_coords,
+                                               const std::array<int64_t, 5>& sizes,
+                                               const std::array<int64_t, 5>& strides,
+                                               const std::array<int64_t, 5>& grad_strides,
+                                               const std::array<int, 6>& axes, double scale, int dtype) {
+  auto p = triplane_params(planes, coords, sizes, strides, axes, scale, dtype);
+  if (p.n * p.m * p.c > 0 && !grad_out) throw std::invalid_argument("sample_triplanes: grad_out must not be null");
+  p.grad_out = ptr<const void>(grad_out);
+  p.grad_planes = ptr<void>(grad_planes);
+  p.grad_coords = ptr<void>(grad_coords);
+  p.sg_n = grad_strides[0]; p.sg_p = grad_strides[1]; p.sg_c = grad_strides[2];
+  p.sg_h = grad_strides[3]; p.sg_w = grad_strides[4];
+  return p;
+}
+
+// sizes: rays, samples per ray, channels. Every pointer is required.
+ngd::composite::Params composite_params(const std::array<std::uintptr_t, 4>& inputs,
+                                        const std::array<int64_t, 3>& sizes, bool white_back, int dtype) {
+  if (sizes[0] < 0 || sizes[1] < 2 || sizes[2] < 0)
+    throw std::invalid_argument("composite_rays: need rays >= 0, samples >= 2 and channels >= 0");
+  check_dtype(dtype, "composite_rays");
+  for (auto address : inputs)
+    if (sizes[0] > 0 && !address) throw std::invalid_argument("composite_rays: inputs must not be null");
+  ngd::composite::Params p;
+  p.colors = ptr<const void>(inputs[0]);
+  p.densities = ptr<const void>(inputs[1]);
+  p.depths = ptr<const void>(inputs[2]);
+  p.depth_range = ptr<const void>(inputs[3]);
+  p.rays = sizes[0]; p.s = sizes[1]; p.c = sizes[2];
+  p.white_back = white_back;
+  p.dtype = dtype;
+  return p;
+}
+
+void require(bool ok, const char* message) {
+  if (!ok) throw std::invalid_argument(message);
 }
 
 py::dict build_info() {
@@ -185,5 +258,135 @@ PYBIND11_MODULE(_C, m) {
       py::arg("bias_stride"), py::arg("bias_size"), py::arg("act"), py::arg("mode"),
       py::arg("dtype"), py::arg("alpha"), py::arg("gain"), py::arg("clamp"), py::arg("device"),
       py::arg("stream"));
+#endif
+
+  // sample_triplanes and composite_rays: the same arguments on both backends, then
+  // (threads) on the CPU or (device, stream) on CUDA.
+  const auto triplane_forward = [](std::uintptr_t planes, std::uintptr_t coords, std::uintptr_t out,
+                                   std::array<int64_t, 5> sizes, std::array<int64_t, 5> strides,
+                                   std::array<int, 6> axes, double scale, int dtype) {
+    auto p = triplane_params(planes, coords, sizes, strides, axes, scale, dtype);
+    require(p.n * p.m * p.c == 0 || out, "sample_triplanes: out must not be null");
+    p.out = ptr<void>(out);
+    return p;
+  };
+  const auto composite_forward = [](std::uintptr_t colors, std::uintptr_t densities, std::uintptr_t depths,
+                                    std::uintptr_t depth_range, std::uintptr_t rgb, std::uintptr_t depth,
+                                    std::uintptr_t weights, std::array<int64_t, 3> sizes, bool white_back, int dtype) {
+    auto p = composite_params({colors, densities, depths, depth_range}, sizes, white_back, dtype);
+    require(p.rays == 0 || (rgb && depth && weights), "composite_rays: outputs must not be null");
+    p.rgb = ptr<void>(rgb);
+    p.depth = ptr<void>(depth);
+    p.weights = ptr<void>(weights);
+    return p;
+  };
+  const auto composite_backward = [](std::uintptr_t colors, std::uintptr_t densities, std::uintptr_t depths,
+                                     std::uintptr_t depth_range, std::uintptr_t weights, std::uintptr_t grad_rgb,
+                                     std::uintptr_t grad_depth, std::uintptr_t grad_weights,
+                                     std::uintptr_t transmittance, std::uintptr_t grad_colors,
+                                     std::uintptr_t grad_densities, std::array<int64_t, 3> sizes, bool white_back,
+                                     int dtype) {
+    auto p = composite_params({colors, densities, depths, depth_range}, sizes, white_back, dtype);
+    require(p.rays == 0 || (weights && grad_rgb && grad_depth && grad_weights && transmittance && grad_colors &&
+                            grad_densities),
+            "composite_rays: backward buffers must not be null");
+    p.weights_in = ptr<const void>(weights);
+    p.grad_rgb = ptr<const void>(grad_rgb);
+    p.grad_depth = ptr<const void>(grad_depth);
+    p.grad_weights = ptr<const void>(grad_weights);
+    p.transmittance = ptr<void>(transmittance);
+    p.grad_colors = ptr<void>(grad_colors);
+    p.grad_densities = ptr<void>(grad_densities);
+    return p;
+  };
+
+  m.def("sample_triplanes_forward_cpu",
+        [=](std::uintptr_t planes, std::uintptr_t coords, std::uintptr_t out, std::array<int64_t, 5> sizes,
+            std::array<int64_t, 5> strides, std::array<int, 6> axes, double scale, int dtype, int threads) {
+          auto p = triplane_forward(planes, coords, out, sizes, strides, axes, scale, dtype);
+          require(threads >= 1, "sample_triplanes_cpu: threads must be >= 1");
+          p.threads = threads;
+          py::gil_scoped_release release;
+          ngd::triplane::forward_cpu(p);
+        });
+  m.def("sample_triplanes_backward_cpu",
+        [](std::uintptr_t planes, std::uintptr_t coords, std::uintptr_t grad_out, std::uintptr_t grad_planes,
+           std::uintptr_t grad_coords, std::array<int64_t, 5> sizes, std::array<int64_t, 5> strides,
+           std::array<int64_t, 5> grad_strides, std::array<int, 6> axes, double scale, int dtype, int threads) {
+          auto p = triplane_backward_params(planes, coords, grad_out, grad_planes, grad_coords, sizes, strides,
+                                            grad_strides, axes, scale, dtype);
+          require(threads >= 1, "sample_triplanes_cpu: threads must be >= 1");
+          p.threads = threads;
+          py::gil_scoped_release release;
+          ngd::triplane::backward_cpu(p);
+        });
+  m.def("composite_rays_forward_cpu",
+        [=](std::uintptr_t colors, std::uintptr_t densities, std::uintptr_t depths, std::uintptr_t depth_range,
+            std::uintptr_t rgb, std::uintptr_t depth, std::uintptr_t weights, std::array<int64_t, 3> sizes,
+            bool white_back, int dtype, int threads) {
+          auto p = composite_forward(colors, densities, depths, depth_range, rgb, depth, weights, sizes, white_back,
+                                     dtype);
+          require(threads >= 1, "composite_rays_cpu: threads must be >= 1");
+          p.threads = threads;
+          py::gil_scoped_release release;
+          ngd::composite::forward_cpu(p);
+        });
+  m.def("composite_rays_backward_cpu",
+        [=](std::uintptr_t colors, std::uintptr_t densities, std::uintptr_t depths, std::uintptr_t depth_range,
+            std::uintptr_t weights, std::uintptr_t grad_rgb, std::uintptr_t grad_depth, std::uintptr_t grad_weights,
+            std::uintptr_t transmittance, std::uintptr_t grad_colors, std::uintptr_t grad_densities,
+            std::array<int64_t, 3> sizes, bool white_back, int dtype, int threads) {
+          auto p = composite_backward(colors, densities, depths, depth_range, weights, grad_rgb, grad_depth,
+                                      grad_weights, transmittance, grad_colors, grad_densities, sizes, white_back,
+                                      dtype);
+          require(threads >= 1, "composite_rays_cpu: threads must be >= 1");
+          p.threads = threads;
+          py::gil_scoped_release release;
+          ngd::composite::backward_cpu(p);
+        });
+
+#ifdef NGD_WITH_CUDA
+  m.def("sample_triplanes_forward_cuda",
+        [=](std::uintptr_t planes, std::uintptr_t coords, std::uintptr_t out, std::array<int64_t, 5> sizes,
+            std::array<int64_t, 5> strides, std::array<int, 6> axes, double scale, int dtype, int device,
+            std::uintptr_t stream) {
+          const auto p = triplane_forward(planes, coords, out, sizes, strides, axes, scale, dtype);
+          require(device >= 0, "sample_triplanes_cuda: device must be >= 0");
+          py::gil_scoped_release release;
+          ngd::triplane::forward_cuda(p, device, stream);
+        });
+  m.def("sample_triplanes_backward_cuda",
+        [](std::uintptr_t planes, std::uintptr_t coords, std::uintptr_t grad_out, std::uintptr_t grad_planes,
+           std::uintptr_t grad_coords, std::array<int64_t, 5> sizes, std::array<int64_t, 5> strides,
+           std::array<int64_t, 5> grad_strides, std::array<int, 6> axes, double scale, int dtype, int device,
+           std::uintptr_t stream) {
+          const auto p = triplane_backward_params(planes, coords, grad_out, grad_planes, grad_coords, sizes, strides,
+                                                  grad_strides, axes, scale, dtype);
+          require(device >= 0, "sample_triplanes_cuda: device must be >= 0");
+          py::gil_scoped_release release;
+          ngd::triplane::backward_cuda(p, device, stream);
+        });
+  m.def("composite_rays_forward_cuda",
+        [=](std::uintptr_t colors, std::uintptr_t densities, std::uintptr_t depths, std::uintptr_t depth_range,
+            std::uintptr_t rgb, std::uintptr_t depth, std::uintptr_t weights, std::array<int64_t, 3> sizes,
+            bool white_back, int dtype, int device, std::uintptr_t stream) {
+          const auto p = composite_forward(colors, densities, depths, depth_range, rgb, depth, weights, sizes,
+                                           white_back, dtype);
+          require(device >= 0, "composite_rays_cuda: device must be >= 0");
+          py::gil_scoped_release release;
+          ngd::composite::forward_cuda(p, device, stream);
+        });
+  m.def("composite_rays_backward_cuda",
+        [=](std::uintptr_t colors, std::uintptr_t densities, std::uintptr_t depths, std::uintptr_t depth_range,
+            std::uintptr_t weights, std::uintptr_t grad_rgb, std::uintptr_t grad_depth, std::uintptr_t grad_weights,
+            std::uintptr_t transmittance, std::uintptr_t grad_colors, std::uintptr_t grad_densities,
+            std::array<int64_t, 3> sizes, bool white_back, int dtype, int device, std::uintptr_t stream) {
+          const auto p = composite_backward(colors, densities, depths, depth_range, weights, grad_rgb, grad_depth,
+                                            grad_weights, transmittance, grad_colors, grad_densities, sizes,
+                                            white_back, dtype);
+          require(device >= 0, "composite_rays_cuda: device must be >= 0");
+          py::gil_scoped_release release;
+          ngd::composite::backward_cuda(p, device, stream);
+        });
 #endif
 }

@@ -48,6 +48,50 @@ for dtype, (up, down, fh, fw) in itertools.product(["fp16", "bf16", "fp32", "fp6
 print("compiled", count)
 """
 
+SAMPLE_TRIPLANES = PRELUDE + r"""
+from nerfgan_distill.triton_kernels import sample_triplanes as k
+count = 0
+for dtype, axes in [("fp32", [0, 1, 0, 2, 2, 0]), ("bf16", [0, 1, 0, 2, 2, 0]), ("fp16", [0, 1, 0, 2, 1, 2]),
+                    ("fp64", [0, 1, 0, 2, 2, 0])]:
+    comp = "fp64" if dtype == "fp64" else "fp32"
+    axes = dict(zip([f"AX{i}" for i in range(6)], axes))
+    tiles = dict(FP64=dtype == "fp64", BLOCK_M=64, BLOCK_C=32)
+    consts = dict(axes, **tiles)  # constexprs in the kernels' parameter order
+    names = ["planes_ptr", "coords_ptr", "out_ptr", "M", "C", "H", "W", "sp_n", "sp_p", "sp_c", "sp_h", "sp_w",
+             "scale_bits"]
+    types = [f"*{dtype}", f"*{comp}", f"*{dtype}"] + ["i32"] * 4 + ["i64"] * 6
+    signature = dict(zip(names, types), **{name: "constexpr" for name in consts})
+    compile_sm90(k.sample_triplanes_fwd_kernel, signature, consts)
+    count += 1
+    for grad_planes, grad_coords in [(True, True), (False, True)]:
+        names = ["planes_ptr", "coords_ptr", "grad_out_ptr", "gp_ptr", "gc_ptr", "M", "C", "H", "W",
+                 "sp_n", "sp_p", "sp_c", "sp_h", "sp_w", "sg_n", "sg_p", "sg_c", "sg_h", "sg_w", "scale_bits"]
+        types = [f"*{dtype}", f"*{comp}", f"*{dtype}", f"*{comp}", f"*{comp}"] + ["i32"] * 4 + ["i64"] * 11
+        bwd = dict(axes, HAS_GRAD_PLANES=grad_planes, HAS_GRAD_COORDS=grad_coords, **tiles)
+        signature = dict(zip(names, types), **{name: "constexpr" for name in bwd})
+        compile_sm90(k.sample_triplanes_bwd_kernel, signature, bwd)
+        count += 1
+print("compiled", count)
+"""
+
+COMPOSITE_RAYS = PRELUDE + r"""
+from nerfgan_distill.triton_kernels import composite_rays as k
+count = 0
+for dtype, white_back in itertools.product(["fp32", "bf16", "fp16", "fp64"], [False, True]):
+    comp = "fp64" if dtype == "fp64" else "fp32"
+    consts = dict(WHITE_BACK=white_back, FP64=dtype == "fp64", BLOCK_R=64, BLOCK_C=32)
+    names = ["colors_ptr", "densities_ptr", "depths_ptr", "range_ptr", "rgb_ptr", "depth_ptr", "weights_ptr",
+             "R", "S", "C"]
+    types = [f"*{dtype}"] * 3 + [f"*{comp}"] + [f"*{dtype}"] * 3 + ["i32"] * 3
+    compile_sm90(k.composite_rays_fwd_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}), consts)
+    names = ["colors_ptr", "densities_ptr", "depths_ptr", "range_ptr", "weights_ptr", "grad_rgb_ptr",
+             "grad_depth_ptr", "grad_weights_ptr", "trans_ptr", "grad_colors_ptr", "grad_densities_ptr", "R", "S", "C"]
+    types = [f"*{dtype}"] * 3 + [f"*{comp}"] + [f"*{dtype}"] * 4 + [f"*{comp}"] + [f"*{dtype}"] * 2 + ["i32"] * 3
+    compile_sm90(k.composite_rays_bwd_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}), consts)
+    count += 2
+print("compiled", count)
+"""
+
 
 def compile_in_subprocess(script: str) -> str:
     pytest.importorskip("triton.backends.nvidia")
@@ -64,3 +108,11 @@ def test_bias_act_triton_kernel_compiles_for_sm90():
 
 def test_upfirdn2d_triton_kernel_compiles_for_sm90():
     assert "compiled 20" in compile_in_subprocess(UPFIRDN2D)
+
+
+def test_sample_triplanes_triton_kernels_compile_for_sm90():
+    assert "compiled 12" in compile_in_subprocess(SAMPLE_TRIPLANES)
+
+
+def test_composite_rays_triton_kernels_compile_for_sm90():
+    assert "compiled 16" in compile_in_subprocess(COMPOSITE_RAYS)

@@ -5,6 +5,8 @@
 #include <cstring>
 
 #include "nerfgan_distill/bias_act.h"
+#include "nerfgan_distill/composite.h"
+#include "nerfgan_distill/triplane.h"
 #include "nerfgan_distill/upfirdn2d.h"
 
 namespace ngd {
@@ -48,5 +50,19 @@ namespace baseline { void launch_cpu_isa(const Params& p); }
 namespace avx2 { void launch_cpu_isa(const Params& p); }
 void launch_cpu(const Params& p) { run_best(p, &baseline::launch_cpu_isa, &avx2::launch_cpu_isa); }
 }  // namespace upfirdn2d
+
+namespace triplane {
+namespace baseline { void forward_cpu_isa(const Params& p); void backward_cpu_isa(const Params& p); }
+namespace avx2 { void forward_cpu_isa(const Params& p); void backward_cpu_isa(const Params& p); }
+void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
+void backward_cpu(const Params& p) { run_best(p, &baseline::backward_cpu_isa, &avx2::backward_cpu_isa); }
+}  // namespace triplane
+
+namespace composite {
+namespace baseline { void forward_cpu_isa(const Params& p); void backward_cpu_isa(const Params& p); }
+namespace avx2 { void forward_cpu_isa(const Params& p); void backward_cpu_isa(const Params& p); }
+void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
+void backward_cpu(const Params& p) { run_best(p, &baseline::backward_cpu_isa, &avx2::backward_cpu_isa); }
+}  // namespace composite
 
 }  // namespace ngd

@@ -14,12 +14,17 @@ import torch
 
 from ..dispatch import status
 from . import bias_act as bias_act_suite
+from . import composite_rays as composite_rays_suite
+from . import render_triplanes as render_triplanes_suite
+from . import sample_triplanes as sample_triplanes_suite
 from . import upfirdn2d as upfirdn2d_suite
 from .harness import ResultFile, environment, measure
 
 # A suite has cases(device, dtypes, quick) -> [case dict with shape, dtype, pass, config],
-# make_step(provider, case, device) -> a callable to time, and traffic_bytes(case).
-SUITES = {"bias_act": bias_act_suite, "upfirdn2d": upfirdn2d_suite}
+# make_step(provider, case, device) -> a callable to time, traffic_bytes(case), and
+# optionally flops(case).
+SUITES = {"bias_act": bias_act_suite, "upfirdn2d": upfirdn2d_suite, "sample_triplanes": sample_triplanes_suite,
+          "composite_rays": composite_rays_suite, "render_triplanes": render_triplanes_suite}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -68,6 +73,7 @@ def run(args: argparse.Namespace) -> list[Path]:
             timings = {name: measure(suite.make_step(name, case, device), device, repeats, args.warmup)
                        for name in providers}
             nbytes = suite.traffic_bytes(case)
+            nflops = suite.flops(case) if hasattr(suite, "flops") else None
             for name, t in timings.items():
                 results.add({
                     "op": op, "config": case["config"], "pass": case["pass"], "shape": list(case["shape"]),
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> list[Path]:
                     "median_ms": round(t.median_ms, 5), "p20_ms": round(t.p20_ms, 5),
                     "p80_ms": round(t.p80_ms, 5), "repeats": t.repeats,
                     "gbps": round(nbytes / (t.median_ms * 1e-3) / 1e9, 3),
+                    **({"tflops": round(nflops / (t.median_ms * 1e-3) / 1e12, 5)} if nflops else {}),
                     "speedup_vs_torch": round(timings["torch"].median_ms / t.median_ms, 3),
                     "speedup_vs_compile": round(timings["torch.compile"].median_ms / t.median_ms, 3),
                 })

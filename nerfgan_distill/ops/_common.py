@@ -56,7 +56,8 @@ def empty_output(x: torch.Tensor, shape=None) -> torch.Tensor:
     """
     if shape is None:
         return torch.empty_like(x, memory_format=torch.preserve_format)
-    channels_last = x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    channels_last = (x.ndim == 4 and len(shape) == 4 and x.is_contiguous(memory_format=torch.channels_last)
+                     and not x.is_contiguous())
     return torch.empty(shape, dtype=x.dtype, device=x.device,
                        memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 

@@ -37,6 +37,21 @@ NGD_HD float ngd_log1p(float x) { return log1pf(x); }
 NGD_HD double ngd_log1p(double x) { return log1p(x); }
 NGD_HD float ngd_tanh(float x) { return tanhf(x); }
 NGD_HD double ngd_tanh(double x) { return tanh(x); }
+NGD_HD float ngd_floor(float x) { return floorf(x); }
+NGD_HD double ngd_floor(double x) { return floor(x); }
+NGD_HD float ngd_log(float x) { return logf(x); }
+NGD_HD double ngd_log(double x) { return log(x); }
+#if defined(__CUDA_ARCH__)
+NGD_HD bool ngd_isfinite(float x) { return isfinite(x); }
+NGD_HD bool ngd_isfinite(double x) { return isfinite(x); }
+NGD_HD bool ngd_isnan(float x) { return isnan(x); }
+NGD_HD bool ngd_isnan(double x) { return isnan(x); }
+#else
+NGD_HD bool ngd_isfinite(float x) { return std::isfinite(x); }
+NGD_HD bool ngd_isfinite(double x) { return std::isfinite(x); }
+NGD_HD bool ngd_isnan(float x) { return std::isnan(x); }
+NGD_HD bool ngd_isnan(double x) { return std::isnan(x); }
+#endif
 
 NGD_ISA_END
 }  // namespace ngd
