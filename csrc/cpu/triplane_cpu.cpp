@@ -112,7 +112,7 @@ void coords_grad(const Params& p) {
     for (int plane = 0; plane < 3; ++plane) {
       const Taps<T> taps = point_taps(p, coords, n, m, plane);
       if (!taps.finite) {
-        g[p.axis_x[plane]] = g[p.axis_y[plane]] = std::numeric_limits<T>::quiet_NaN();
+        add_coord_grad(p, plane, false, T(0), T(0), g);
         continue;
       }
       const S* go = grad_out + ((n * 3 + plane) * p.m + m) * p.c;
@@ -126,9 +126,7 @@ void coords_grad(const Params& p) {
         sum_x += d_ix * gy;
         sum_y += d_iy * gy;
       }
-      const T scale = T(p.scale);
-      g[p.axis_x[plane]] += sum_x * (T(p.w) / T(2)) * scale;
-      g[p.axis_y[plane]] += sum_y * (T(p.h) / T(2)) * scale;
+      add_coord_grad(p, plane, true, sum_x, sum_y, g);
     }
     for (int a = 0; a < 3; ++a) grad[i * 3 + a] = g[a];
   }

@@ -55,7 +55,7 @@ __global__ void coords_grad_kernel(Params p) {
     for (int plane = 0; plane < 3; ++plane) {
       const Taps<T> taps = point_taps(p, coords, n, m, plane);
       if (!taps.finite) {
-        g[p.axis_x[plane]] = g[p.axis_y[plane]] = T(NAN);
+        add_coord_grad(p, plane, false, T(0), T(0), g);
         continue;
       }
       const S* go = grad_out + ((n * 3 + plane) * p.m + m) * p.c;
@@ -69,9 +69,7 @@ __global__ void coords_grad_kernel(Params p) {
         sum_x += d_ix * gy;
         sum_y += d_iy * gy;
       }
-      const T scale = T(p.scale);
-      g[p.axis_x[plane]] += sum_x * (T(p.w) / T(2)) * scale;
-      g[p.axis_y[plane]] += sum_y * (T(p.h) / T(2)) * scale;
+      add_coord_grad(p, plane, true, sum_x, sum_y, g);
     }
     for (int a = 0; a < 3; ++a) grad[i * 3 + a] = g[a];
   }

@@ -8,6 +8,7 @@ import functools
 import torch
 
 from ..ops import RenderOptions, TriplaneDecoder, render_triplanes
+from ..ops.importance_depths import importance_uniforms
 from ..ops.render_triplanes_ref import render_triplanes_composable
 
 CHANNELS, PLANE_RES, HIDDEN = 32, 256, 64
@@ -61,13 +62,9 @@ def _inputs(case: dict, device: torch.device):
 
 
 def _composable(planes, decoder, origins, directions, jitter):
-    return render_triplanes_composable(planes, decoder, origins, directions, OPTIONS, jitter, _uniforms(origins))
-
-
-def _uniforms(origins):
-    rays = origins.shape[0] * origins.shape[1]
-    n = OPTIONS.depth_resolution_importance
-    return torch.linspace(0, 1, n, device=origins.device).expand(rays, n)
+    uniforms = importance_uniforms(origins.shape[0] * origins.shape[1], OPTIONS.depth_resolution_importance,
+                                   True, None, origins)
+    return render_triplanes_composable(planes, decoder, origins, directions, OPTIONS, jitter, uniforms)
 
 
 @functools.lru_cache(maxsize=None)

@@ -12,6 +12,11 @@ from .. import _native
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The precision kernels compute in: fp64 for fp64 tensors, fp32 for the rest."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def check_float_tensor(op: str, name: str, t) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
@@ -67,6 +72,16 @@ def in_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if t.stride() == like.stride() or t.numel() <= 1:
         return t
     return torch.empty_like(like).copy_(t)
+
+
+def refuse_gradient(op_name: str, what: str, order: str) -> None:
+    """Register an autograd formula for custom op `op_name` (its last supported derivative)
+    that raises a clear error when differentiated once more."""
+    def backward(ctx, *grads):
+        raise NotImplementedError(f"{what}: gradients of {order} order are not supported "
+                                  "(use backend='torch' if you need them)")
+
+    torch.library.register_autograd(op_name, backward, setup_context=lambda ctx, inputs, output: None)
 
 
 def device_context(device: torch.device):

@@ -18,7 +18,7 @@ import torch
 from .. import _native
 from ..dispatch import resolve
 from ._common import (check_finite_number, check_float_tensor, check_same_device_dtype, device_context,
-                      empty_output, in_layout, normalize_dim, run_native)
+                      empty_output, in_layout, normalize_dim, refuse_gradient, run_native)
 from .bias_act_ref import ACTIVATIONS, bias_act_ref
 
 __all__ = ["bias_act", "ACTIVATIONS"]
@@ -171,12 +171,6 @@ def _backward_grad(ctx, gg):
     return d_g, d_x, d_b, None, None, None, None, None, None
 
 
-def _backward_grad2(ctx, *grads):
-    raise NotImplementedError("bias_act: gradients of third order are not supported "
-                              "(use backend='torch' if you need them)")
-
-
 torch.library.register_autograd("nerfgan_distill::bias_act", _backward_forward, setup_context=_save_forward)
 torch.library.register_autograd("nerfgan_distill::bias_act_grad", _backward_grad, setup_context=_save_grad)
-torch.library.register_autograd("nerfgan_distill::bias_act_grad2", _backward_grad2,
-                                setup_context=lambda ctx, inputs, output: None)
+refuse_gradient("nerfgan_distill::bias_act_grad2", "bias_act", "third")

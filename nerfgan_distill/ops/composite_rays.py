@@ -14,9 +14,9 @@ import torch
 
 from .. import _native
 from ..dispatch import resolve
-from ._common import check_float_tensor, check_same_device_dtype, device_context, empty_output, run_native
+from ._common import (check_float_tensor, check_same_device_dtype, compute_dtype, device_context, empty_output,
+                      refuse_gradient, run_native)
 from .composite_rays_ref import composite_rays_ref
-from .sample_triplanes import compute_dtype
 
 __all__ = ["composite_rays"]
 
@@ -163,11 +163,5 @@ def _grad(ctx, grad_rgb, grad_depth, grad_weights):
             grad_densities if ctx.needs_input_grad[1] else None, None, None, None)
 
 
-def _second_order(ctx, *grads):
-    raise NotImplementedError("composite_rays: gradients of second order are not supported "
-                              "(use backend='torch' if you need them)")
-
-
 torch.library.register_autograd("nerfgan_distill::composite_rays", _grad, setup_context=_save)
-torch.library.register_autograd("nerfgan_distill::composite_rays_backward", _second_order,
-                                setup_context=lambda ctx, inputs, output: None)
+refuse_gradient("nerfgan_distill::composite_rays_backward", "composite_rays", "second")

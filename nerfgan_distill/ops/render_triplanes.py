@@ -14,7 +14,7 @@ from typing import Optional, Union
 import torch
 
 from ..dispatch import resolve
-from ._common import check_finite_number, check_float_tensor, check_same_device_dtype
+from ._common import check_finite_number, check_float_tensor, check_same_device_dtype, compute_dtype
 from .importance_depths import importance_uniforms
 from .render_triplanes_ref import TriplaneDecoder, render_triplanes_composable
 from .sample_triplanes_ref import PLANE_AXES
@@ -104,7 +104,7 @@ def _check_inputs(op, planes, decoder, origins, directions, options):
     check_same_device_dtype(op, "ray_directions", directions, "ray_origins", origins)
     if origins.device != planes.device:
         raise ValueError(f"{op}: ray_origins is on {origins.device} but planes is on {planes.device}")
-    if origins.dtype != (torch.float64 if planes.dtype == torch.float64 else torch.float32):
+    if origins.dtype != compute_dtype(planes.dtype):
         raise TypeError(f"{op}: rays must be float32 (float64 with float64 planes), got {origins.dtype}")
     shapes = {"fc1_weight": 2, "fc1_bias": 1, "fc2_weight": 2, "fc2_bias": 1}
     for name, ndim in shapes.items():

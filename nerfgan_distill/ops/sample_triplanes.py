@@ -17,15 +17,11 @@ import torch
 
 from .. import _native
 from ..dispatch import resolve
-from ._common import check_finite_number, check_float_tensor, device_context, empty_output, run_native
+from ._common import (check_finite_number, check_float_tensor, compute_dtype, device_context, empty_output,
+                      refuse_gradient, run_native)
 from .sample_triplanes_ref import PLANE_AXES, sample_triplanes_ref
 
 __all__ = ["sample_triplanes", "PLANE_AXES"]
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The precision the kernels compute in: fp64 for fp64 tensors, fp32 for the rest."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def sample_triplanes(planes: torch.Tensor, coords: torch.Tensor, box_warp: float = 1.0,
@@ -174,11 +170,5 @@ def _grad(ctx, grad_out):
     return (grad_planes if need_planes else None), (grad_coords if need_coords else None), None, None, None
 
 
-def _second_order(ctx, *grads):
-    raise NotImplementedError("sample_triplanes: gradients of second order are not supported "
-                              "(use backend='torch' if you need them)")
-
-
 torch.library.register_autograd("nerfgan_distill::sample_triplanes", _grad, setup_context=_save)
-torch.library.register_autograd("nerfgan_distill::sample_triplanes_backward", _second_order,
-                                setup_context=lambda ctx, inputs, output: None)
+refuse_gradient("nerfgan_distill::sample_triplanes_backward", "sample_triplanes", "second")

@@ -15,7 +15,7 @@ import torch
 
 from .. import _native
 from ..dispatch import resolve
-from ._common import check_finite_number, check_float_tensor, device_context, empty_output, run_native
+from ._common import check_finite_number, check_float_tensor, compute_dtype, device_context, empty_output, run_native
 from .upfirdn2d_ref import upfirdn2d_ref
 
 __all__ = ["upfirdn2d", "setup_filter", "upsample2d", "downsample2d", "filter2d"]
@@ -182,8 +182,7 @@ def output_shape(x_shape, f_size: tuple[int, int], scaling, padding) -> list[int
 
 def kernel_taps(f: torch.Tensor, flip_filter: bool, gain: float, dtype: torch.dtype) -> torch.Tensor:
     """The dense [fh, fw] correlation taps the kernels read, gain applied, in compute precision."""
-    compute = torch.float64 if dtype == torch.float64 else torch.float32
-    taps = f.to(compute)
+    taps = f.to(compute_dtype(dtype))
     taps = (taps if taps.ndim == 2 else torch.outer(taps, taps)) * gain
     return (taps if flip_filter else taps.flip([0, 1])).contiguous()
 

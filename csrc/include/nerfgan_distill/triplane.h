@@ -110,6 +110,20 @@ NGD_HD void blend_grad(const Taps<T>& t, const T v[4], T& d_ix, T& d_iy) {
   d_iy = t.wx0 * (v[2] - v[0]) + t.wx1 * (v[3] - v[1]);
 }
 
+// Adds one plane's channel sums of grad * d(blend)/d(ix) and grad * d(blend)/d(iy) to the
+// gradient of the two coordinates it reads (ix = ((g + 1) * W - 1) / 2, g = coord * scale);
+// a NaN point (`finite` false) makes both NaN.
+template <typename T>
+NGD_HD void add_coord_grad(const Params& p, int plane, bool finite, T sum_x, T sum_y, T g[3]) {
+  if (!finite) {
+    g[p.axis_x[plane]] = g[p.axis_y[plane]] = T(NAN);
+    return;
+  }
+  const T scale = T(p.scale);
+  g[p.axis_x[plane]] += sum_x * (T(p.w) / T(2)) * scale;
+  g[p.axis_y[plane]] += sum_y * (T(p.h) / T(2)) * scale;
+}
+
 // The CPU loops of one ISA (csrc/cpu/triplane_cpu.cpp, compiled once per ISA).
 void forward_cpu_isa(const Params& p);
 void backward_cpu_isa(const Params& p);
