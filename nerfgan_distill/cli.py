@@ -50,13 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="time the kernels on every backend, write JSON results")
     add_arguments(bench)
     bench.set_defaults(handler=_bench)
+    from .teacher_cli import add_commands
+
+    add_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .teacher_cli import USER_ERRORS
+
     try:
         return args.handler(args)
+    except USER_ERRORS as error:  # bad files and inputs: a message, not a traceback
+        print(f"nerfgan-distill {args.command}: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; results written so far are kept", file=sys.stderr)
         return 130
