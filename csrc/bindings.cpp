@@ -12,6 +12,8 @@
 
 #include "nerfgan_distill/bias_act.h"
 #include "nerfgan_distill/composite.h"
+#include "nerfgan_distill/philox.h"
+#include "nerfgan_distill/render.h"
 #include "nerfgan_distill/triplane.h"
 #include "nerfgan_distill/upfirdn2d.h"
 
@@ -162,6 +164,56 @@ ngd::composite::Params composite_params(const std::array<std::uintptr_t, 4>& inp
 
 void require(bool ok, const char* message) {
   if (!ok) throw std::invalid_argument(message);
+}
+
+// pointers: planes, origins, directions, fc1_wt, fc1_bias, fc2_wt, fc2_bias, rgb, depth,
+// weight_total, scratch (CUDA only; 0 on the CPU); sizes: n, rays, c, h, w, hidden,
+// outputs, coarse, fine; plane_strides (elements): n, plane, c, h, w; axes: grid x, grid y
+// per plane; depths: ray_start, ray_end, box_side; flags: auto_limits, disparity,
+// white_back, stochastic, pointwise (CPU: the CUDA kernel's path, for tests).
+ngd::render::Params render_params(const std::array<std::uintptr_t, 11>& pointers, const std::array<int64_t, 9>& sizes,
+                                  const std::array<int64_t, 5>& plane_strides, const std::array<int, 6>& axes,
+                                  const std::array<double, 3>& depths, const std::array<bool, 5>& flags,
+                                  uint64_t seed, int dtype) {
+  for (int64_t v : sizes) require(v >= 0, "render_triplanes: sizes must be >= 0");
+  require(sizes[7] >= 2 && sizes[7] + sizes[8] <= ngd::render::kMaxSamples,
+          "render_triplanes: need 2 <= coarse and coarse + fine <= kMaxSamples samples per ray");
+  require(sizes[2] >= 1 && sizes[3] >= 1 && sizes[4] >= 1 && sizes[5] >= 1 && sizes[6] >= 2,
+          "render_triplanes: need c, h, w, hidden >= 1 and outputs >= 2");
+  for (int a : axes) require(a >= 0 && a <= 2, "render_triplanes: axes must be 0, 1 or 2");
+  check_dtype(dtype, "render_triplanes");
+  if (sizes[0] * sizes[1] > 0)
+    for (int i = 0; i < 10; ++i) require(pointers[i] != 0, "render_triplanes: tensors must not be null");
+  ngd::render::Params p;
+  p.planes = triplane_params(pointers[0], 0, {sizes[0], 0, sizes[2], sizes[3], sizes[4]}, plane_strides, axes,
+                             2.0 / depths[2], dtype);
+  p.origins = ptr<const void>(pointers[1]);
+  p.directions = ptr<const void>(pointers[2]);
+  p.fc1_wt = ptr<const void>(pointers[3]);
+  p.fc1_bias = ptr<const void>(pointers[4]);
+  p.fc2_wt = ptr<const void>(pointers[5]);
+  p.fc2_bias = ptr<const void>(pointers[6]);
+  p.rgb = ptr<void>(pointers[7]);
+  p.depth = ptr<void>(pointers[8]);
+  p.weight_total = ptr<void>(pointers[9]);
+  p.scratch = ptr<void>(pointers[10]);
+  p.rays = sizes[1];
+  p.hidden = sizes[5];
+  p.outputs = sizes[6];
+  p.coarse = sizes[7];
+  p.fine = sizes[8];
+  p.ray_start = depths[0];
+  p.ray_end = depths[1];
+  p.box_side = depths[2];
+  p.auto_limits = flags[0];
+  p.disparity = flags[1];
+  p.white_back = flags[2];
+  p.stochastic = flags[3];
+  p.pointwise = flags[4];
+  p.seed = seed;
+  require(!p.pointwise || (p.planes.c <= ngd::render::kCudaMaxChannels && p.outputs <= ngd::render::kCudaMaxOutputs),
+          "render_triplanes: too many channels or decoder outputs for the pointwise path");
+  return p;
 }
 
 py::dict build_info() {
@@ -345,6 +397,29 @@ PYBIND11_MODULE(_C, m) {
           ngd::composite::backward_cpu(p);
         });
 
+  // render_triplanes (fused, forward only): the same arguments on both backends, then
+  // (threads) on the CPU or (device, stream) on CUDA.
+  m.def("render_triplanes_forward_cpu",
+        [](std::array<std::uintptr_t, 11> pointers, std::array<int64_t, 9> sizes,
+           std::array<int64_t, 5> plane_strides, std::array<int, 6> axes, std::array<double, 3> depths,
+           std::array<bool, 5> flags, uint64_t seed, int dtype, int threads) {
+          auto p = render_params(pointers, sizes, plane_strides, axes, depths, flags, seed, dtype);
+          require(threads >= 1, "render_triplanes_cpu: threads must be >= 1");
+          p.threads = threads;
+          py::gil_scoped_release release;
+          ngd::render::forward_cpu(p);
+        });
+  m.attr("RENDER_MAX_SAMPLES") = ngd::render::kMaxSamples;
+  m.attr("RENDER_CUDA_MAX_CHANNELS") = ngd::render::kCudaMaxChannels;
+  m.attr("RENDER_CUDA_MAX_OUTPUTS") = ngd::render::kCudaMaxOutputs;
+  m.def(
+      "philox4x32_10",
+      [](std::array<uint32_t, 4> counter, std::array<uint32_t, 2> key) {
+        const auto out = ngd::philox::philox4x32_10({{counter[0], counter[1], counter[2], counter[3]}}, key[0], key[1]);
+        return std::array<uint32_t, 4>{out.v[0], out.v[1], out.v[2], out.v[3]};
+      },
+      "Philox4x32-10 (the fused renderer's generator), for known-answer tests.");
+
 #ifdef NGD_WITH_CUDA
   m.def("sample_triplanes_forward_cuda",
         [=](std::uintptr_t planes, std::uintptr_t coords, std::uintptr_t out, std::array<int64_t, 5> sizes,
@@ -387,6 +462,19 @@ PYBIND11_MODULE(_C, m) {
           require(device >= 0, "composite_rays_cuda: device must be >= 0");
           py::gil_scoped_release release;
           ngd::composite::backward_cuda(p, device, stream);
+        });
+  m.def("render_triplanes_forward_cuda",
+        [](std::array<std::uintptr_t, 11> pointers, std::array<int64_t, 9> sizes,
+           std::array<int64_t, 5> plane_strides, std::array<int, 6> axes, std::array<double, 3> depths,
+           std::array<bool, 5> flags, uint64_t seed, int dtype, int device, std::uintptr_t stream) {
+          auto p = render_params(pointers, sizes, plane_strides, axes, depths, flags, seed, dtype);
+          p.pointwise = true;  // the only CUDA path
+          require(p.planes.c <= ngd::render::kCudaMaxChannels && p.outputs <= ngd::render::kCudaMaxOutputs,
+                  "render_triplanes_cuda: too many channels or decoder outputs");
+          require(p.planes.n * p.rays == 0 || p.scratch, "render_triplanes_cuda: scratch must not be null");
+          require(device >= 0, "render_triplanes_cuda: device must be >= 0");
+          py::gil_scoped_release release;
+          ngd::render::forward_cuda(p, device, stream);
         });
 #endif
 }

@@ -6,6 +6,7 @@
 
 #include "nerfgan_distill/bias_act.h"
 #include "nerfgan_distill/composite.h"
+#include "nerfgan_distill/render.h"
 #include "nerfgan_distill/triplane.h"
 #include "nerfgan_distill/upfirdn2d.h"
 
@@ -64,5 +65,11 @@ namespace avx2 { void forward_cpu_isa(const Params& p); void backward_cpu_isa(co
 void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
 void backward_cpu(const Params& p) { run_best(p, &baseline::backward_cpu_isa, &avx2::backward_cpu_isa); }
 }  // namespace composite
+
+namespace render {
+namespace baseline { void forward_cpu_isa(const Params& p); }
+namespace avx2 { void forward_cpu_isa(const Params& p); }
+void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
+}  // namespace render
 
 }  // namespace ngd

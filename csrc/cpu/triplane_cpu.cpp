@@ -17,31 +17,6 @@ namespace {
 
 constexpr int64_t kChannelBlock = 4;  // channels per planes-gradient task
 
-// Where one point's four taps read channel 0 and how far apart channels are. A tap
-// outside the plane reads a row of zeros instead, so the channel loops have no branches
-// and vectorize when the planes are channels-last.
-template <typename S>
-struct TapRows {
-  const S* row[4];
-  int64_t stride[4];
-  bool unit_stride;
-};
-
-template <typename S, typename T>
-TapRows<S> tap_rows(const Taps<T>& t, const S* plane, const Params& p, const S* zeros) {
-  TapRows<S> rows;
-  const bool valid[4] = {t.valid_y0 && t.valid_x0, t.valid_y0 && t.valid_x1, t.valid_y1 && t.valid_x0,
-                         t.valid_y1 && t.valid_x1};
-  const int64_t dx[4] = {0, 1, 0, 1}, dy[4] = {0, 0, 1, 1};
-  rows.unit_stride = true;
-  for (int k = 0; k < 4; ++k) {
-    rows.row[k] = valid[k] ? plane + (t.y0 + dy[k]) * p.sp_h + (t.x0 + dx[k]) * p.sp_w : zeros;
-    rows.stride[k] = valid[k] ? p.sp_c : 1;
-    rows.unit_stride = rows.unit_stride && rows.stride[k] == 1;
-  }
-  return rows;
-}
-
 constexpr int64_t kPointBlock = 64;  // points per forward task
 
 // One task: kPointBlock points on one plane. Channels-last planes are read a point at a

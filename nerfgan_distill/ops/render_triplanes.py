@@ -1,20 +1,30 @@
 """render_triplanes: EG3D's ImportanceRenderer (coarse stratified pass, importance
 sampling, fine pass, compositing) over tri-plane features and the OSG decoder.
 
-With gradients needed, or with backend='torch', it runs the composable path
+On the cpu and cuda backends, for inference (no input requires grad, or grad mode
+is off) within the fused kernels' bounds (fused_max_samples() samples per ray; on
+CUDA also at most 128 plane channels and decoder outputs), it runs the fused kernel:
+one pass per ray with no per-sample tensors. Otherwise it runs the composable path
 (render_triplanes_ref: sample_triplanes -> decoder -> composite_rays ->
 importance_depths -> ...), which is also the reference of the fused kernels.
+
+The two draw their random numbers differently: the composable path draws the jitter
+and the importance uniforms with torch in EG3D's order; the fused kernel draws one
+seed from the generator and derives each ray's numbers from (seed, ray, sample) with
+Philox4x32-10. Deterministic mode (EG3D's det=True) is the same on both.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 import torch
 
+from .. import _native
 from ..dispatch import resolve
-from ._common import check_finite_number, check_float_tensor, check_same_device_dtype, compute_dtype
+from ._common import (check_finite_number, check_float_tensor, check_same_device_dtype, compute_dtype, empty_output,
+                      run_native)
 from .importance_depths import importance_uniforms
 from .render_triplanes_ref import TriplaneDecoder, render_triplanes_composable
 from .sample_triplanes_ref import PLANE_AXES
@@ -44,6 +54,9 @@ class RenderOptions:
                 raise ValueError(f"{op}: {name} must be an int >= 0, got {value!r}")
         if self.depth_resolution < 2:
             raise ValueError(f"{op}: depth_resolution must be >= 2, got {self.depth_resolution}")
+        if self.depth_resolution_importance > 0 and self.depth_resolution < 4:
+            raise ValueError(f"{op}: depth_resolution must be >= 4 with depth_resolution_importance > 0 (EG3D's "
+                             f"sample_pdf draws from the D - 3 inner coarse weights), got {self.depth_resolution}")
         auto = (self.ray_start == "auto", self.ray_end == "auto")
         if auto == (True, True):
             if self.disparity_space_sampling:
@@ -133,11 +146,15 @@ def render_triplanes(planes: torch.Tensor, decoder: TriplaneDecoder, ray_origins
         ray_origins, ray_directions: [N, R, 3] (float32; float64 with float64 planes).
         options: RenderOptions.
         deterministic: coarse samples at the start of each stratified bin and importance
-            uniforms linspace(0, 1, Di) (EG3D's det=True); else random from `generator`.
-        backend: 'auto', 'cuda', 'triton', 'cpu' or 'torch'.
+            uniforms linspace(0, 1, Di) (EG3D's det=True); else random from `generator`
+            (the composable path draws every number from it; the fused kernel draws one seed).
+        generator: torch.Generator on the planes' device, or None for torch's default one.
+        backend: 'auto', 'cuda', 'triton', 'cpu' or 'torch'. On 'cpu' (and 'cuda'), inference
+            calls with at most fused_max_samples() samples per ray run the fused kernel.
 
     Returns:
-        (features [N, R, C_out] in EG3D's [-1, 1] convention, depth [N, R, 1], weight total [N, R, 1]).
+        (features [N, R, C_out] in EG3D's [-1, 1] convention, depth [N, R, 1], weight total [N, R, 1]),
+        in the rays' dtype (fp16/bf16 planes are read as float32 by the fused kernel).
     """
     op = "render_triplanes"
     _check_inputs(op, planes, decoder, ray_origins, ray_directions, options)
@@ -149,6 +166,12 @@ def render_triplanes(planes: torch.Tensor, decoder: TriplaneDecoder, ray_origins
         if generator.device.type != planes.device.type:
             raise ValueError(f"{op}: generator is on {generator.device} but planes is on {planes.device}")
     name = resolve(backend, planes.device)
+    if _fused_applies(name, planes, decoder, ray_origins, ray_directions, options):
+        seed = None if deterministic else _draw_seed(generator, planes.device)
+        return torch.ops.nerfgan_distill.render_triplanes(
+            planes, *decoder.tensors, ray_origins, ray_directions, seed, options.depth_resolution,
+            options.depth_resolution_importance, *_depth_range(options), options.box_warp, options.white_back,
+            options.disparity_space_sampling, _axes(options), name)
     n, r, _ = ray_origins.shape
     d, di = options.depth_resolution, options.depth_resolution_importance
     # The random numbers are drawn in EG3D's order: the coarse jitter, then sample_pdf's uniforms.
@@ -159,3 +182,110 @@ def render_triplanes(planes: torch.Tensor, decoder: TriplaneDecoder, ray_origins
     uniforms = importance_uniforms(n * r, di, deterministic, generator, ray_origins) if di > 0 else None
     return render_triplanes_composable(planes, decoder, ray_origins, ray_directions, options, jitter, uniforms,
                                        backend=name)
+
+
+# --- fused kernel ----------------------------------------------------------------------------
+
+@torch.compiler.assume_constant_result
+def fused_max_samples() -> int:
+    """The most samples per ray (coarse + fine) the fused kernels render; more go the composable way."""
+    return int(_native.load().RENDER_MAX_SAMPLES)
+
+
+@torch.compiler.assume_constant_result
+def _cuda_max_widths() -> tuple[int, int]:
+    """The CUDA kernel's per-thread bounds: plane channels, decoder outputs (1 + C_out)."""
+    native = _native.load()
+    return int(native.RENDER_CUDA_MAX_CHANNELS), int(native.RENDER_CUDA_MAX_OUTPUTS)
+
+
+def _fused_applies(backend, planes, decoder, origins, directions, options) -> bool:
+    """Whether the fused kernel renders this call: a native backend, no gradient to carry,
+    and sizes within the kernel's bounds."""
+    if backend not in ("cpu", "cuda"):
+        return False
+    tensors = (planes, origins, directions, *decoder.tensors)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return False
+    if backend == "cuda":
+        max_channels, max_outputs = _cuda_max_widths()
+        if planes.shape[2] > max_channels or decoder.fc2_weight.shape[0] > max_outputs:
+            return False
+    return options.samples_per_ray <= fused_max_samples()
+
+
+def _draw_seed(generator, device) -> torch.Tensor:
+    """The stochastic mode's one draw from the generator: a 62-bit Philox seed."""
+    device = generator.device if generator is not None else device
+    return torch.randint(0, 2 ** 62, (1,), generator=generator, device=device, dtype=torch.int64)
+
+
+def _depth_range(options) -> tuple[float, float, bool]:
+    """(ray_start, ray_end, auto_limits) as the kernels take them."""
+    if options.ray_start == "auto":
+        return 0.0, 0.0, True
+    return float(options.ray_start), float(options.ray_end), False
+
+
+def _axes(options) -> List[int]:
+    return [a for pair in PLANE_AXES[options.plane_axes] for a in pair]
+
+
+def _gather_friendly(planes: torch.Tensor, samples: int) -> torch.Tensor:
+    """planes with channels-last strides when that pays: a sample reads 4 texels x C channels
+    on each plane, contiguous when channels are, else C cache lines apart. Once the reads
+    outnumber the planes' values a few times, one copy is cheaper than strided gathers."""
+    if planes.stride(2) == 1 or samples * 12 * planes.shape[2] < 2 * planes.numel():
+        return planes
+    return planes.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+
+
+def _fused_outputs(fc2_weight, origins):
+    """(rgb [N, R, C_out], depth [N, R, 1], weight total [N, R, 1]) in the rays' dtype."""
+    n, r, _ = origins.shape
+    return (empty_output(origins, [n, r, fc2_weight.shape[0] - 1]), empty_output(origins, [n, r, 1]),
+            empty_output(origins, [n, r, 1]))
+
+
+def _fused_forward(planes, fc1_weight, fc1_bias, fc2_weight, fc2_bias, origins, directions, seed, depth_resolution,
+                   depth_resolution_importance, ray_start, ray_end, auto_limits, box_warp, white_back, disparity, axes,
+                   backend, pointwise=False):
+    """The fused kernel's launch; pointwise=True runs the CPU kernel the CUDA kernel's way (tests)."""
+    rgb, depth, weight_total = _fused_outputs(fc2_weight, origins)
+    if depth.numel() == 0:
+        return rgb, depth, weight_total
+    n, r, _ = origins.shape
+    c, h, w = planes.shape[2:]
+    planes = _gather_friendly(planes, n * r * (depth_resolution + depth_resolution_importance))
+    # The kernels read each layer's weight transposed ([in, out]): a sample's outputs are contiguous.
+    fc1_wt, fc2_wt = fc1_weight.t().contiguous(), fc2_weight.t().contiguous()
+    inputs = [t.contiguous() for t in (origins, directions, fc1_bias, fc2_bias)]
+    # CUDA: each ray's depth range and the 'auto' fallback, for the batch-wide steps.
+    scratch = torch.empty(n * r * 2 + 3, dtype=origins.dtype, device=origins.device) if backend == "cuda" else None
+    pointers = [planes.data_ptr(), inputs[0].data_ptr(), inputs[1].data_ptr(), fc1_wt.data_ptr(),
+                inputs[2].data_ptr(), fc2_wt.data_ptr(), inputs[3].data_ptr(), rgb.data_ptr(), depth.data_ptr(),
+                weight_total.data_ptr(), 0 if scratch is None else scratch.data_ptr()]
+    sizes = [n, r, c, h, w, fc1_weight.shape[0], fc2_weight.shape[0], depth_resolution, depth_resolution_importance]
+    flags = [auto_limits, disparity, white_back, seed is not None, pointwise]
+    run_native("render_triplanes_forward", backend, planes.device, pointers, sizes, list(planes.stride()), axes,
+               [ray_start, ray_end, box_warp], flags, 0 if seed is None else int(seed.item()),
+               _native.DTYPE_CODES[planes.dtype])
+    return rgb, depth, weight_total
+
+
+@torch.library.custom_op("nerfgan_distill::render_triplanes", mutates_args=())
+def _render_triplanes_op(planes: torch.Tensor, fc1_weight: torch.Tensor, fc1_bias: torch.Tensor,
+                         fc2_weight: torch.Tensor, fc2_bias: torch.Tensor, origins: torch.Tensor,
+                         directions: torch.Tensor, seed: Optional[torch.Tensor], depth_resolution: int,
+                         depth_resolution_importance: int, ray_start: float, ray_end: float, auto_limits: bool,
+                         box_warp: float, white_back: bool, disparity: bool, axes: List[int],
+                         backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _fused_forward(planes, fc1_weight, fc1_bias, fc2_weight, fc2_bias, origins, directions, seed,
+                          depth_resolution, depth_resolution_importance, ray_start, ray_end, auto_limits, box_warp,
+                          white_back, disparity, axes, backend)
+
+
+@_render_triplanes_op.register_fake
+def _(planes, fc1_weight, fc1_bias, fc2_weight, fc2_bias, origins, directions, seed, depth_resolution,
+      depth_resolution_importance, ray_start, ray_end, auto_limits, box_warp, white_back, disparity, axes, backend):
+    return _fused_outputs(fc2_weight, origins)

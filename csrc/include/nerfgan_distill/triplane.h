@@ -124,6 +124,31 @@ NGD_HD void add_coord_grad(const Params& p, int plane, bool finite, T sum_x, T s
   g[p.axis_y[plane]] += sum_y * (T(p.h) / T(2)) * scale;
 }
 
+// Host only (triplane_cpu, render_cpu): where one point's four taps read channel 0 and
+// how far apart channels are. A tap outside the plane reads a row of zeros instead, so
+// the channel loops have no branches and vectorize when the planes are channels-last.
+template <typename S>
+struct TapRows {
+  const S* row[4];
+  int64_t stride[4];
+  bool unit_stride;
+};
+
+template <typename S, typename T>
+inline TapRows<S> tap_rows(const Taps<T>& t, const S* plane, const Params& p, const S* zeros) {
+  TapRows<S> rows;
+  const bool valid[4] = {t.valid_y0 && t.valid_x0, t.valid_y0 && t.valid_x1, t.valid_y1 && t.valid_x0,
+                         t.valid_y1 && t.valid_x1};
+  const int64_t dx[4] = {0, 1, 0, 1}, dy[4] = {0, 0, 1, 1};
+  rows.unit_stride = true;
+  for (int k = 0; k < 4; ++k) {
+    rows.row[k] = valid[k] ? plane + (t.y0 + dy[k]) * p.sp_h + (t.x0 + dx[k]) * p.sp_w : zeros;
+    rows.stride[k] = valid[k] ? p.sp_c : 1;
+    rows.unit_stride = rows.unit_stride && rows.stride[k] == 1;
+  }
+  return rows;
+}
+
 // The CPU loops of one ISA (csrc/cpu/triplane_cpu.cpp, compiled once per ISA).
 void forward_cpu_isa(const Params& p);
 void backward_cpu_isa(const Params& p);
