@@ -123,6 +123,7 @@ setup(
         "nerfgan_distill",
         "nerfgan_distill.ops",
         "nerfgan_distill.bench",
+        "nerfgan_distill.teacher",
         "nerfgan_distill.triton_kernels",
     ],
     # Triton kernels live in the top-level triton_kernels/ folder of the source tree

@@ -6,10 +6,12 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+import nerfgan_distill
 from nerfgan_distill import _native
 
 
@@ -74,6 +76,16 @@ def test_triton_kernels_install_inside_the_package():
     files = [str(f) for f in importlib.metadata.files("nerfgan-distill")]
     assert any(f.startswith("nerfgan_distill/triton_kernels/") for f in files)
     assert not any(f.startswith("triton_kernels/") for f in files), "a top-level triton_kernels would clash"
+
+
+def test_every_subpackage_is_installed():
+    # Tests import the source tree; the installed copy (what the console script runs) only
+    # has the packages setup.py lists.
+    files = {str(f) for f in importlib.metadata.files("nerfgan-distill")}
+    package = Path(nerfgan_distill.__file__).parent
+    for init in package.glob("*/__init__.py"):
+        if init.parent.name != "__pycache__":
+            assert f"nerfgan_distill/{init.parent.name}/__init__.py" in files, f"setup.py misses {init.parent.name}"
 
 
 ISA_PROBE = r"""
