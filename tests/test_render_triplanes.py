@@ -161,6 +161,8 @@ def test_bad_render_inputs_raise_clear_errors():
 
 RENDER_MODULE = sys.modules["nerfgan_distill.ops.render_triplanes"]
 FUSED = [p for p in BACKENDS if p.values[0] in ("cpu", "cuda")]
+# The Triton kernel runs under the interpreter without a GPU (slow): its tests use tiny scenes.
+TRITON = [p for p in BACKENDS if p.values[0] == "triton"]
 
 
 @pytest.fixture
@@ -486,6 +488,154 @@ def test_fused_cpu_stochastic_mean_matches_composable():
 
 
 # --- when the fused kernel runs --------------------------------------------------------------------
+
+# --- the Triton fused kernel (tiny scenes: under the interpreter it is slow) ------------------------
+
+def tiny_scene(**changes):
+    return random_scene(**dict(dict(n=2, r=7, c=3, h=8, w=6, hidden=8, c_out=3), **changes))
+
+
+def assert_matches_deterministic_reference(got, scene, options, tol):
+    for g, w in zip(got, deterministic_reference(*scene, options)):
+        assert g.dtype == scene[2].dtype
+        torch.testing.assert_close(g, w, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("shape,samples", [
+    (dict(n=1, r=17, c=1), (4, 4)), (dict(c=3), (6, 3)), (dict(c=8, c_out=1), (2, 0)), (dict(n=1, r=5, c=8), (4, 1)),
+    (dict(n=1, r=3, c=5, h=3, w=2, hidden=3), (5, 2))], ids=str)
+@pytest.mark.parametrize("backend,device", TRITON)
+def test_triton_fused_matches_composable(backend, device, shape, samples, fused_only):
+    scene = tiny_scene(**shape)
+    options = options_for(depth_resolution=samples[0], depth_resolution_importance=samples[1])
+    got = fused(*scene, options, deterministic=True, backend=backend, device=device)
+    assert_matches_deterministic_reference(got, scene, options, fused_tol(backend))
+
+
+@pytest.mark.parametrize("change", [
+    dict(white_back=True), dict(ray_start="auto", ray_end="auto"), dict(disparity_space_sampling=True),
+    dict(depth_resolution_importance=0), dict(plane_axes="xyz"), dict(box_warp=0.7)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("backend,device", TRITON)
+def test_triton_fused_options(backend, device, change, dtype, fused_only):
+    scene = tiny_scene(n=1, r=9, dtype=dtype, misses=True)
+    options = options_for(**dict(dict(depth_resolution=5, depth_resolution_importance=3), **change))
+    got = fused(*scene, options, deterministic=True, backend=backend, device=device)
+    assert_matches_deterministic_reference(got, scene, options, fused_tol(backend, dtype))
+
+
+@pytest.mark.parametrize("backend,device", TRITON)
+def test_triton_fused_auto_limits_with_every_ray_missing(backend, device, fused_only):
+    planes, decoder, origins, directions = tiny_scene(r=4)
+    scene = planes, decoder, origins, -directions
+    options = options_for(depth_resolution=4, depth_resolution_importance=2, ray_start="auto", ray_end="auto")
+    got = fused(*scene, options, deterministic=True, backend=backend, device=device)
+    assert_matches_deterministic_reference(got, scene, options, fused_tol(backend))
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "sliced", "expanded"])
+@pytest.mark.parametrize("backend,device", TRITON)
+def test_triton_fused_any_plane_strides(backend, device, layout, fused_only):
+    planes, decoder, origins, directions = tiny_scene(r=5, c=4)
+    if layout == "channels_last":
+        planes = planes.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    elif layout == "sliced":
+        planes = torch.cat([planes, planes.flip(-1)], dim=2).transpose(-1, -2).contiguous().transpose(-1, -2)[:, :, ::2]
+    else:
+        planes = planes[:1].expand(2, -1, -1, -1, -1)
+    assert not planes.is_contiguous()
+    options = options_for(depth_resolution=4, depth_resolution_importance=3)
+    got = fused(planes, decoder, origins, directions, options, deterministic=True, backend=backend, device=device)
+    assert_matches_deterministic_reference(got, (planes.contiguous(), decoder, origins, directions), options,
+                                           fused_tol(backend))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("backend,device", TRITON)
+def test_triton_fused_reads_half_planes_in_float32(backend, device, dtype, fused_only):
+    planes, decoder, origins, directions = tiny_scene(r=5)
+    planes = planes.to(dtype)
+    options = options_for(depth_resolution=4, depth_resolution_importance=2)
+    got = fused(planes, decoder, origins, directions, options, deterministic=True, backend=backend, device=device)
+    want = fused(planes.float(), decoder, origins, directions, options, deterministic=True, backend=backend,
+                 device=device)
+    assert all(torch.equal(g, w) for g, w in zip(got, want))
+
+
+@pytest.mark.parametrize("backend,device", TRITON)
+def test_triton_fused_empty_batch(backend, device, fused_only):
+    rgb, depth, weights = fused(*tiny_scene(r=0), options_for(), deterministic=True, backend=backend, device=device)
+    assert rgb.shape == (2, 0, 3) and depth.shape == weights.shape == (2, 0, 1)
+
+
+def test_triton_philox_known_answers():
+    # Random123's kat_vectors for philox4x32 10, as test_philox_known_answers checks the C++ one.
+    from nerfgan_distill.triton_kernels import render_triplanes as kernels
+
+    if torch.cuda.is_available():
+        pytest.skip("the known-answer launcher runs on CPU tensors (the interpreter)")
+    assert kernels.philox4x32_10([0, 0, 0, 0], [0, 0]) == [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]
+    assert kernels.philox4x32_10([0xFFFFFFFF] * 4, [0xFFFFFFFF] * 2) == [
+        0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]
+    assert kernels.philox4x32_10([0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344], [0xA4093822, 0x299F31D0]) == [
+        0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]
+
+
+@pytest.mark.parametrize("backend,device", TRITON)
+def test_triton_fused_stochastic_follows_the_generator(backend, device, fused_only):
+    scene, options = tiny_scene(n=1, r=6), options_for(depth_resolution=4, depth_resolution_importance=3)
+    run = lambda **kwargs: fused(*scene, options, backend=backend, device=device, **kwargs)  # noqa: E731
+    seeded = lambda seed: torch.Generator(device=device).manual_seed(seed)  # noqa: E731
+    first, again, other = run(generator=seeded(5)), run(generator=seeded(5)), run(generator=seeded(6))
+    det = run(deterministic=True)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(first[0], other[0]) and not torch.equal(first[0], det[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("change", [dict(), dict(ray_start="auto", ray_end="auto", white_back=True),
+                                    dict(disparity_space_sampling=True), dict(depth_resolution_importance=0)], ids=str)
+@pytest.mark.parametrize("backend,device", TRITON)
+def test_triton_fused_stochastic_draws_the_cpu_kernels_numbers(backend, device, change, dtype, fused_only):
+    # Same seed, same Philox counters: the Triton kernel renders what the CPU kernel renders.
+    scene = tiny_scene(n=1, r=6, dtype=dtype, misses=True)
+    options = options_for(**dict(dict(depth_resolution=5, depth_resolution_importance=3), **change))
+    seed = torch.tensor([2 ** 61 + 987654321])
+    start, end, auto = RENDER_MODULE._depth_range(options)
+
+    def run(backend_name, dev):
+        planes, decoder, origins, directions = scene
+        with torch.no_grad():
+            outs = RENDER_MODULE._fused_forward(
+                planes.to(dev), *(t.to(dev) for t in decoder.tensors), origins.to(dev), directions.to(dev),
+                seed.to(dev), options.depth_resolution, options.depth_resolution_importance, start, end, auto,
+                options.box_warp, options.white_back, options.disparity_space_sampling, RENDER_MODULE._axes(options),
+                backend_name)
+        return [t.cpu() for t in outs]
+
+    tol = fused_tol(backend, dtype)
+    for g, w in zip(run(backend, device), run("cpu", "cpu")):
+        torch.testing.assert_close(g, w, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("backend,device", TRITON)
+def test_fused_path_is_taken_for_triton_inference(backend, device, composable_calls):
+    scene, options = tiny_scene(n=1, r=3), options_for(depth_resolution=4, depth_resolution_importance=2)
+    fused(*scene, options, deterministic=True, backend=backend, device=device)
+    assert composable_calls == []
+    planes, decoder, origins, directions = (t.to(device) if torch.is_tensor(t) else t for t in scene)
+    decoder = ops.TriplaneDecoder(*(t.to(device) for t in decoder.tensors))
+    ops.render_triplanes(planes, decoder, origins, directions, options, deterministic=True, backend=backend)
+    assert composable_calls == []
+    planes = planes.clone().requires_grad_(True)
+    rgb, _, _ = ops.render_triplanes(planes, decoder, origins, directions, options, deterministic=True,
+                                     backend=backend)
+    assert composable_calls == [backend] and rgb.requires_grad
+    wide = ops.TriplaneDecoder(torch.zeros(2, 129), torch.zeros(2), torch.zeros(3, 2), torch.zeros(3))
+    assert not RENDER_MODULE._fused_applies(backend, torch.zeros(1, 3, 129, 2, 2), wide, origins, directions, options)
+    many = options_for(depth_resolution=500, depth_resolution_importance=13)
+    assert not RENDER_MODULE._fused_applies(backend, planes.detach(), decoder, origins, directions, many)
+
 
 def test_fused_path_is_taken_for_cpu_inference(composable_calls):
     scene, options = random_scene(), options_for()

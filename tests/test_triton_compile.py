@@ -92,6 +92,29 @@ for dtype, white_back in itertools.product(["fp32", "bf16", "fp16", "fp64"], [Fa
 print("compiled", count)
 """
 
+RENDER_TRIPLANES = PRELUDE + r"""
+from nerfgan_distill.triton_kernels import render_triplanes as k
+names = ["planes_ptr", "origins_ptr", "directions_ptr", "spans_ptr", "seed_ptr", "w1_ptr", "b1_ptr", "w2t_ptr",
+         "b2_ptr", "rgb_ptr", "depth_ptr", "wsum_ptr", "ranges_ptr", "RAYS", "R", "C", "H", "W", "HIDDEN", "OUTPUTS",
+         "D", "DI", "sp_n", "sp_p", "sp_c", "sp_h", "sp_w", "scale_bits", "start_bits", "end_bits", "spacing_bits",
+         "inv_steps_bits", "inv_start_bits", "inv_end_bits"]
+count = 0
+# (planes dtype, axes, auto, disparity, white_back, stochastic, has_fine, block sizes R, S, C, O)
+for dtype, axes, auto, disparity, white_back, stochastic, fine, (br, bs, bc, bo) in [
+        ("fp32", [0, 1, 0, 2, 2, 0], False, False, False, False, True, (8, 256, 32, 32)),
+        ("bf16", [0, 1, 0, 2, 2, 0], True, False, True, True, True, (16, 64, 32, 4)),
+        ("fp16", [0, 1, 0, 2, 1, 2], False, True, False, True, False, (16, 32, 32, 4)),
+        ("fp64", [0, 1, 0, 2, 2, 0], False, False, True, True, True, (16, 32, 8, 4))]:
+    comp = "fp64" if dtype == "fp64" else "fp32"
+    types = [f"*{dtype}"] + [f"*{comp}"] * 3 + ["*i64"] + [f"*{comp}"] * 8 + ["i32"] * 9 + ["i64"] * 12
+    consts = dict(zip([f"AX{i}" for i in range(6)], axes), AUTO=auto, DISPARITY=disparity, WHITE_BACK=white_back,
+                  STOCHASTIC=stochastic, HAS_FINE=fine, FP64=dtype == "fp64", BLOCK_R=br, BLOCK_S=bs, BLOCK_C=bc,
+                  BLOCK_O=bo)
+    compile_sm90(k.render_triplanes_fwd_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}), consts)
+    count += 1
+print("compiled", count)
+"""
+
 
 def compile_in_subprocess(script: str) -> str:
     pytest.importorskip("triton.backends.nvidia")
@@ -116,3 +139,7 @@ def test_sample_triplanes_triton_kernels_compile_for_sm90():
 
 def test_composite_rays_triton_kernels_compile_for_sm90():
     assert "compiled 16" in compile_in_subprocess(COMPOSITE_RAYS)
+
+
+def test_render_triplanes_triton_kernel_compiles_for_sm90():
+    assert "compiled 4" in compile_in_subprocess(RENDER_TRIPLANES)

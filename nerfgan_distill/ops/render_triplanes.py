@@ -1,10 +1,10 @@
 """render_triplanes: EG3D's ImportanceRenderer (coarse stratified pass, importance
 sampling, fine pass, compositing) over tri-plane features and the OSG decoder.
 
-On the cpu and cuda backends, for inference (no input requires grad, or grad mode
-is off) within the fused kernels' bounds (fused_max_samples() samples per ray; on
-CUDA also at most 128 plane channels and decoder outputs), it runs the fused kernel:
-one pass per ray with no per-sample tensors. Otherwise it runs the composable path
+On the cpu, cuda and triton backends, for inference (no input requires grad, or grad
+mode is off) within the fused kernels' bounds (fused_max_samples() samples per ray; on
+CUDA and Triton also at most 128 plane channels and decoder outputs), it runs the fused
+kernel: one pass per ray with no per-sample tensors. Otherwise it runs the composable path
 (render_triplanes_ref: sample_triplanes -> decoder -> composite_rays ->
 importance_depths -> ...), which is also the reference of the fused kernels.
 
@@ -23,10 +23,10 @@ import torch
 
 from .. import _native
 from ..dispatch import resolve
-from ._common import (check_finite_number, check_float_tensor, check_same_device_dtype, compute_dtype, empty_output,
-                      run_native)
+from ._common import (check_finite_number, check_float_tensor, check_same_device_dtype, compute_dtype,
+                      device_context, empty_output, run_native)
 from .importance_depths import importance_uniforms
-from .render_triplanes_ref import TriplaneDecoder, render_triplanes_composable
+from .render_triplanes_ref import TriplaneDecoder, ray_box_limits, render_triplanes_composable
 from .sample_triplanes_ref import PLANE_AXES
 
 __all__ = ["render_triplanes", "RenderOptions", "TriplaneDecoder"]
@@ -149,8 +149,8 @@ def render_triplanes(planes: torch.Tensor, decoder: TriplaneDecoder, ray_origins
             uniforms linspace(0, 1, Di) (EG3D's det=True); else random from `generator`
             (the composable path draws every number from it; the fused kernel draws one seed).
         generator: torch.Generator on the planes' device, or None for torch's default one.
-        backend: 'auto', 'cuda', 'triton', 'cpu' or 'torch'. On 'cpu' (and 'cuda'), inference
-            calls with at most fused_max_samples() samples per ray run the fused kernel.
+        backend: 'auto', 'cuda', 'triton', 'cpu' or 'torch'. On 'cpu', 'cuda' and 'triton',
+            inference calls with at most fused_max_samples() samples per ray run the fused kernel.
 
     Returns:
         (features [N, R, C_out] in EG3D's [-1, 1] convention, depth [N, R, 1], weight total [N, R, 1]),
@@ -199,14 +199,25 @@ def _cuda_max_widths() -> tuple[int, int]:
     return int(native.RENDER_CUDA_MAX_CHANNELS), int(native.RENDER_CUDA_MAX_OUTPUTS)
 
 
+def _triton_bounds() -> tuple[int, int, int]:
+    """The Triton kernel's bounds: samples per ray, plane channels, decoder outputs (1 + C_out)."""
+    from ..triton_kernels import render_triplanes as kernels
+
+    return kernels.MAX_SAMPLES, kernels.MAX_CHANNELS, kernels.MAX_OUTPUTS
+
+
 def _fused_applies(backend, planes, decoder, origins, directions, options) -> bool:
-    """Whether the fused kernel renders this call: a native backend, no gradient to carry,
+    """Whether the fused kernel renders this call: a fused backend, no gradient to carry,
     and sizes within the kernel's bounds."""
-    if backend not in ("cpu", "cuda"):
+    if backend not in ("cpu", "cuda", "triton"):
         return False
     tensors = (planes, origins, directions, *decoder.tensors)
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return False
+    if backend == "triton":
+        max_samples, max_channels, max_outputs = _triton_bounds()
+        return (options.samples_per_ray <= max_samples and planes.shape[2] <= max_channels
+                and decoder.fc2_weight.shape[0] <= max_outputs)
     if backend == "cuda":
         max_channels, max_outputs = _cuda_max_widths()
         if planes.shape[2] > max_channels or decoder.fc2_weight.shape[0] > max_outputs:
@@ -257,6 +268,11 @@ def _fused_forward(planes, fc1_weight, fc1_bias, fc2_weight, fc2_bias, origins, 
     n, r, _ = origins.shape
     c, h, w = planes.shape[2:]
     planes = _gather_friendly(planes, n * r * (depth_resolution + depth_resolution_importance))
+    if backend == "triton":
+        _triton_forward(planes, fc1_weight, fc1_bias, fc2_weight, fc2_bias, origins, directions, seed,
+                        depth_resolution, depth_resolution_importance, ray_start, ray_end, auto_limits, box_warp,
+                        white_back, disparity, axes, rgb, depth, weight_total)
+        return rgb, depth, weight_total
     # The kernels read each layer's weight transposed ([in, out]): a sample's outputs are contiguous.
     fc1_wt, fc2_wt = fc1_weight.t().contiguous(), fc2_weight.t().contiguous()
     inputs = [t.contiguous() for t in (origins, directions, fc1_bias, fc2_bias)]
@@ -271,6 +287,43 @@ def _fused_forward(planes, fc1_weight, fc1_bias, fc2_weight, fc2_bias, origins, 
                [ray_start, ray_end, box_warp], flags, 0 if seed is None else int(seed.item()),
                _native.DTYPE_CODES[planes.dtype])
     return rgb, depth, weight_total
+
+
+def _auto_spans(origins, directions, box_warp):
+    """[N * R, 2]: each ray's coarse depth range for 'auto', EG3D's get_ray_limits_box with the
+    misses given the range of the hits' starts (render.h's ray_span; the reference's code)."""
+    start, end = ray_box_limits(origins, directions, box_warp)
+    valid = end > start
+    inf = torch.full_like(start, float("inf"))
+    lo = torch.where(valid, start, inf).amin()
+    hi = torch.where(valid, start, -inf).amax()
+    any_hit = valid.any()
+    start_all = torch.where(valid | ~any_hit, start, lo)
+    end_all = torch.where(valid | ~any_hit, end, hi)
+    return torch.cat([start_all, end_all], dim=-1).reshape(-1, 2).contiguous()
+
+
+def _triton_forward(planes, fc1_weight, fc1_bias, fc2_weight, fc2_bias, origins, directions, seed,
+                    depth_resolution, depth_resolution_importance, ray_start, ray_end, auto_limits, box_warp,
+                    white_back, disparity, axes, rgb, depth, weight_total):
+    """The Triton kernel with the batch-wide steps around it, in torch over per-ray values:
+    the 'auto' spans before it, the clamp of the depths to the batch's depth range after it."""
+    from ..triton_kernels import render_triplanes as kernels
+
+    n, r, _ = origins.shape
+    origins, directions = origins.contiguous(), directions.contiguous()
+    spans = _auto_spans(origins, directions, box_warp) if auto_limits else origins
+    ranges = torch.empty(n * r, 2, dtype=origins.dtype, device=origins.device)
+    with device_context(planes.device):
+        kernels.forward(planes, fc1_weight.contiguous(), fc1_bias.contiguous(), fc2_weight.t().contiguous(),
+                        fc2_bias.contiguous(), origins, directions, spans, seed, rgb, depth, weight_total, ranges,
+                        depth_resolution, depth_resolution_importance, ray_start, ray_end, box_warp, white_back,
+                        disparity, auto_limits, axes)
+    # EG3D's depth: 0/0 (a ray with no weight) becomes +inf; every depth is clamped to the range
+    # of all depths in the batch (NaN wins, as in composite.h's final_depth and the CUDA kernel).
+    lo, hi = ranges[:, 0].amin(), ranges[:, 1].amax()
+    raw = torch.where(torch.isnan(depth), torch.full_like(depth, float("inf")), depth)
+    depth.copy_(torch.where(raw < lo, lo, torch.where(raw > hi, hi, raw)))
 
 
 @torch.library.custom_op("nerfgan_distill::render_triplanes", mutates_args=())
