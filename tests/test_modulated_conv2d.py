@@ -1,6 +1,9 @@
-"""modulated_conv2d (for now a composite on every backend): the reference and each backend
-against fixtures from the official code, gradients of first and second order (path-length
-regularisation differentiates through it twice), and bad inputs."""
+"""modulated_conv2d: the reference and each backend against fixtures from the official code,
+gradients of first and second order (path-length regularisation differentiates through it
+twice), and bad inputs; the fused Triton kernel (up = down = 1, with its noise/bias/act/clamp
+epilogue) against the torch reference on tiny shapes (its interpreter is slow)."""
+import itertools
+import random
 from pathlib import Path
 
 import pytest
@@ -8,6 +11,7 @@ import torch
 
 from helpers import backend_params
 from nerfgan_distill import ops
+from nerfgan_distill.ops import bias_act_ref, modulated_conv2d_ref
 
 BACKENDS = backend_params()
 OFFICIAL = torch.load(Path(__file__).parent / "fixtures" / "stylegan_ops.pt", weights_only=True)["modulated_conv2d"]
@@ -66,3 +70,253 @@ def test_bad_inputs_raise_clear_errors(kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         ops.modulated_conv2d(**args, backend="torch")
+
+
+# --- the fused Triton kernel (up = down = 1) ---------------------------------------------------
+
+TRITON = [p for p in BACKENDS if p.values[0] == "triton"]
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    """Count the fused kernel's launches, so the tests know the fused path ran."""
+    from nerfgan_distill.triton_kernels import modulated_conv2d as kernels
+
+    calls = []
+    original = kernels.launch
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].dtype)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "launch", counting)
+    return calls
+
+
+def _noise(kind, n, o, h, w, dtype, device):
+    shape = {"none": None, "n1hw": [n, 1, h, w], "hw": [h, w], "full": [n, o, h, w], "1o11": [1, o, 1, 1]}[kind]
+    return None if shape is None else torch.randn(shape, dtype=dtype, device=device)
+
+
+EPILOGUES = {
+    "none": {},
+    "bias": dict(bias=True),
+    "lrelu": dict(bias=True, act="lrelu"),  # default gain sqrt(2)
+    "lrelu-alpha-gain-clamp": dict(bias=True, act="lrelu", alpha=0.1, gain=2.5, clamp=0.7),
+    "linear-clamp": dict(act="linear", clamp=0.5, gain=0.5),
+    "tanh": dict(bias=True, act="tanh"),
+}
+
+
+def _random_cases(count, seed=0):
+    rng = random.Random(seed)
+    cases = []
+    for _ in range(count):
+        k = rng.choice([1, 3])
+        cases.append(dict(n=rng.choice([1, 2]), i=rng.choice([1, 3, 5, 8]), o=rng.choice([1, 3, 5, 8]),
+                          hw=rng.choice([(1, 1), (4, 4), (5, 7)]), k=k, padding=k // 2,
+                          demodulate=rng.choice([True, False]), fused=rng.choice([True, False]),
+                          noise=rng.choice(["none", "n1hw", "hw", "full", "1o11"]),
+                          epilogue=rng.choice(list(EPILOGUES))))
+    # Every value of each axis at least once, whatever the draw.
+    for k, demod, fused in itertools.product([1, 3], [True, False], [True, False]):
+        cases.append(dict(n=2, i=5, o=3, hw=(5, 7), k=k, padding=k // 2, demodulate=demod, fused=fused,
+                          noise="n1hw", epilogue="lrelu-alpha-gain-clamp"))
+    for noise, epilogue in zip(["none", "n1hw", "hw", "full", "1o11", "n1hw"], EPILOGUES):
+        cases.append(dict(n=2, i=8, o=8, hw=(4, 4), k=3, padding=1, demodulate=True, fused=True, noise=noise,
+                          epilogue=epilogue))
+    return cases
+
+
+def _case_id(c):
+    return (f"n{c['n']}-i{c['i']}-o{c['o']}-{c['hw'][0]}x{c['hw'][1]}-k{c['k']}-{'demod' if c['demodulate'] else 'mod'}"
+            f"-{'fused' if c['fused'] else 'split'}-noise_{c['noise']}-{c['epilogue']}")
+
+
+def _inputs(c, dtype, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h, w = c["hw"]
+    x = torch.randn(c["n"], c["i"], h, w, generator=g, dtype=torch.float64).to(device, dtype)
+    weight = torch.randn(c["o"], c["i"], c["k"], c["k"], generator=g, dtype=torch.float64).to(device, dtype)
+    styles = (torch.randn(c["n"], c["i"], generator=g, dtype=torch.float64) + 1).to(device, dtype)
+    noise = _noise(c["noise"], c["n"], c["o"], h, w, torch.float64, device)
+    noise = None if noise is None else noise.to(dtype)
+    epi = dict(EPILOGUES[c["epilogue"]])
+    if epi.pop("bias", False):
+        epi["bias"] = torch.randn(c["o"], generator=g, dtype=torch.float64).to(device, dtype)
+    kwargs = dict(noise=noise, padding=c["padding"], demodulate=c["demodulate"], fused_modconv=c["fused"], **epi)
+    return x, weight, styles, kwargs
+
+
+@pytest.mark.parametrize("backend,device", TRITON)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("case", _random_cases(24), ids=_case_id)
+def test_fused_triton_matches_reference(backend, device, dtype, case, launches):
+    x, weight, styles, kwargs = _inputs(case, dtype, device)
+    y = ops.modulated_conv2d(x, weight, styles, **kwargs, backend=backend)
+    assert launches == [dtype]
+    want = ops.modulated_conv2d(x, weight, styles, **kwargs, backend="torch")
+    assert y.dtype == dtype and y.shape == want.shape
+    tol = 1e-11 if dtype == torch.float64 else 2e-5
+    torch.testing.assert_close(y, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("backend,device", TRITON)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("demodulate", [True, False])
+@pytest.mark.parametrize("k", [1, 3])
+def test_fused_triton_low_precision(backend, device, dtype, demodulate, k, launches):
+    # bf16 runs its tile products in fp32 under the interpreter (its bf16 tl.dot is wrong).
+    case = dict(n=2, i=8, o=5, hw=(5, 7), k=k, padding=k // 2, demodulate=demodulate, fused=True, noise="n1hw",
+                epilogue="lrelu-alpha-gain-clamp")
+    x, weight, styles, kwargs = _inputs(case, dtype, device)
+    y = ops.modulated_conv2d(x, weight.float(), styles.float(), **kwargs, backend=backend)
+    assert launches == [dtype] and y.dtype == dtype
+    kwargs64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
+    want = ops.modulated_conv2d(x.double(), weight.double(), styles.double(), **kwargs64, backend="torch")
+    tol = 2e-2 if dtype == torch.float16 else 6e-2
+    torch.testing.assert_close(y.double(), want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("backend,device", TRITON)
+@pytest.mark.parametrize("layout", ["channels_last", "sliced", "transposed", "expanded_styles"])
+def test_fused_triton_layouts(backend, device, layout, launches):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 5, 6, 7, generator=g).to(device)
+    weight = torch.randn(3, 5, 3, 3, generator=g).to(device)
+    styles = torch.randn(2, 5, generator=g).to(device) + 1
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+        weight = weight.to(memory_format=torch.channels_last)
+    elif layout == "sliced":
+        x = torch.randn(2, 10, 6, 14, generator=g).to(device)[:, ::2, :, ::2]
+    elif layout == "transposed":
+        x = x.transpose(2, 3).contiguous().transpose(2, 3)
+    else:
+        styles = styles[:1].expand(2, 5)
+    assert not x.is_contiguous() or layout == "expanded_styles"
+    kwargs = dict(padding=1, noise=torch.randn(6, 7, device=device), bias=torch.randn(3, device=device), act="lrelu")
+    y = ops.modulated_conv2d(x, weight, styles, **kwargs, backend=backend)
+    assert launches == [torch.float32]
+    want = ops.modulated_conv2d(x.contiguous(), weight.contiguous(), styles.contiguous(), **kwargs, backend="torch")
+    torch.testing.assert_close(y, want, rtol=2e-5, atol=2e-5)
+    if layout == "channels_last":
+        assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("backend,device", TRITON)
+@pytest.mark.parametrize("padding,flip_weight", [([1, 0, 2, 0], True), ([0, 2, 1, 1], False), (2, False),
+                                                 (-1, True), ([1, 1, 0, 0], False)])
+def test_fused_triton_padding_and_flip(backend, device, padding, flip_weight, launches):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 5, 7, generator=g, dtype=torch.float64).to(device)
+    weight = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64).to(device)
+    styles = torch.randn(2, 3, generator=g, dtype=torch.float64).to(device)
+    kwargs = dict(padding=padding, flip_weight=flip_weight, resample_filter=FIR.to(device), bias=torch.ones(4).double())
+    y = ops.modulated_conv2d(x, weight, styles, **kwargs, backend=backend)
+    assert launches == [torch.float64]
+    want = ops.modulated_conv2d(x, weight, styles, **kwargs, backend="torch")
+    torch.testing.assert_close(y, want, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("backend,device", TRITON)
+def test_cases_the_kernel_does_not_cover_use_the_composite(backend, device, launches):
+    x, weight, styles = torch.randn(2, 4, 6, 6), torch.randn(3, 4, 3, 3), torch.randn(2, 4) + 1
+    epi = dict(bias=torch.randn(3), act="lrelu", clamp=0.5)
+    # up = 2 with an epilogue: composite, then bias_act on the backend.
+    kwargs = dict(up=2, padding=1, resample_filter=FIR, flip_weight=False, **epi)
+    y = ops.modulated_conv2d(x, weight, styles, **kwargs, backend=backend)
+    want = ops.modulated_conv2d(x, weight, styles, **kwargs, backend="torch")
+    torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-5)
+    # fp32 noise on fp16 x: the reference's y + noise promotes to fp32; the composite keeps that.
+    xh = x.half()
+    y = ops.modulated_conv2d(xh, weight, styles, noise=torch.randn(2, 1, 6, 6), padding=1, backend=backend)
+    assert y.dtype == torch.float32
+    # noise that broadcasts to a bigger shape than the output.
+    y = ops.modulated_conv2d(x, weight, styles, noise=torch.randn(5, 1, 1, 1, 1), padding=1, backend=backend)
+    assert y.shape == (5, 2, 3, 6, 6)
+    assert launches == []
+
+
+def test_defaults_add_no_epilogue_and_epilogue_is_bias_act():
+    g = torch.Generator().manual_seed(3)
+    x, weight = torch.randn(2, 4, 5, 5, generator=g), torch.randn(3, 4, 3, 3, generator=g)
+    styles = torch.randn(2, 4, generator=g)
+    noise, bias = torch.randn(2, 1, 5, 5, generator=g), torch.randn(3, generator=g)
+    pad = (1, 1, 1, 1)
+    plain = modulated_conv2d_ref.modulated_conv2d_ref(x, weight, styles, noise, 1, 1, pad, None, True, True, True)
+    assert torch.equal(ops.modulated_conv2d(x, weight, styles, noise=noise, padding=1, backend="torch"), plain)
+    y = ops.modulated_conv2d(x, weight, styles, noise=noise, padding=1, bias=bias, act="lrelu", clamp=0.3,
+                             backend="torch")
+    assert torch.equal(y, bias_act_ref.bias_act_ref(plain, bias, 1, "lrelu", 0.2, 2 ** 0.5, 0.3))
+
+
+@pytest.mark.parametrize("backend,device", TRITON)
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("k", [1, 3])
+def test_fused_triton_gradients_match_reference(backend, device, fused, k, launches):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 5, 4, 5, generator=g).to(device).requires_grad_(True)
+    weight = torch.randn(3, 5, k, k, generator=g).to(device).requires_grad_(True)
+    styles = (torch.randn(2, 5, generator=g) + 1).to(device).requires_grad_(True)
+    bias = torch.randn(3, generator=g).to(device).requires_grad_(True)
+    noise = torch.randn(2, 1, 4, 5, generator=g).to(device).requires_grad_(True)
+    params = (x, weight, styles, bias, noise)
+    kwargs = dict(padding=k // 2, fused_modconv=fused, act="lrelu", gain=1.5, clamp=1.0)
+
+    def run(x, weight, styles, bias, noise, backend):
+        return ops.modulated_conv2d(x, weight, styles, noise=noise, bias=bias, **kwargs, backend=backend)
+
+    y = run(*params, backend)
+    assert launches == [torch.float32]
+    params64 = [p.detach().double().requires_grad_(True) for p in params]
+    y64 = run(*params64, "torch")
+    torch.testing.assert_close(y.double(), y64, rtol=1e-5, atol=1e-5)
+    dy = torch.randn_like(y)
+    grads = torch.autograd.grad(y, params, dy, create_graph=True)
+    grads64 = torch.autograd.grad(y64, params64, dy.double(), create_graph=True)
+    for got, want in zip(grads, grads64):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+    (gg,) = torch.autograd.grad(grads[2].square().sum(), weight)
+    (gg64,) = torch.autograd.grad(grads64[2].square().sum(), params64[1])
+    torch.testing.assert_close(gg.double(), gg64, rtol=1e-3, atol=1e-3)
+    # Only some inputs needing gradients, and a forward without autograd.
+    y = run(x.detach(), weight, styles.detach(), None, None, backend)
+    (gw,) = torch.autograd.grad(y.sum(), weight)
+    (gw64,) = torch.autograd.grad(run(x.detach().double(), params64[1], styles.detach().double(), None, None,
+                                      "torch").sum(), params64[1])
+    torch.testing.assert_close(gw.double(), gw64, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        assert not run(*params, backend).requires_grad
+
+
+@pytest.mark.parametrize("backend,device", TRITON)
+def test_fused_triton_gradcheck_fp64(backend, device, launches):
+    g = torch.Generator().manual_seed(5)
+    inputs = [torch.randn(shape, generator=g, dtype=torch.float64).to(device).requires_grad_(True)
+              for shape in ([1, 2, 3, 3], [3, 2, 3, 3], [1, 2], [3], [1, 1, 3, 3])]
+
+    def fn(x, weight, styles, bias, noise):
+        return ops.modulated_conv2d(x, weight, styles, noise=noise, bias=bias, padding=1, act="tanh", backend=backend)
+
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradgradcheck(fn, inputs)
+    assert launches and set(launches) == {torch.float64}
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(bias=torch.zeros(4)), ValueError, r"bias must have shape \[3\]"),
+    (dict(bias=torch.zeros(3, 1)), ValueError, r"bias must have shape \[3\]"),
+    (dict(bias=torch.zeros(3, dtype=torch.int64)), TypeError, "bias must be float32"),
+    (dict(bias=torch.zeros(3, device="meta")), ValueError, "bias is on meta"),
+    (dict(act="gelu"), ValueError, "unknown act 'gelu'"),
+    (dict(clamp=-1.0), ValueError, "clamp must be >= 0"),
+    (dict(clamp=float("nan")), ValueError, "clamp must be finite"),
+    (dict(gain="2"), TypeError, "gain must be a number"),
+    (dict(alpha=float("inf"), act="lrelu"), ValueError, "alpha must be finite"),
+])
+def test_bad_epilogue_arguments_raise_clear_errors(backend, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ops.modulated_conv2d(torch.zeros(2, 4, 6, 6), torch.zeros(3, 4, 3, 3), torch.ones(2, 4), padding=1,
+                             **kwargs, backend=backend)

@@ -115,6 +115,29 @@ for dtype, axes, auto, disparity, white_back, stochastic, fine, (br, bs, bc, bo)
 print("compiled", count)
 """
 
+MODULATED_CONV2D = PRELUDE + r"""
+from nerfgan_distill.triton_kernels import modulated_conv2d as k
+names = ["x_ptr", "w_ptr", "s_ptr", "d_ptr", "noise_ptr", "b_ptr", "out_ptr", "I", "O", "H", "W", "OW", "P",
+         "sxn", "sxc", "sxh", "sxw", "snn", "snc", "snh", "snw", "son", "soc", "soh", "sow",
+         "pad_x0", "pad_y0", "alpha", "gain", "clamp"]
+count = 0
+# (x dtype, kernel size, demodulate, noise, bias, act, clamp, block sizes O, I, P)
+for dtype, ksize, demod, noise, bias, act, clamp, (bo, bi, bp) in [
+        ("fp16", 3, True, True, True, 2, True, (64, 32, 64)),    # SynthesisLayer, fp16 tensor-core dot
+        ("bf16", 3, True, True, True, 2, False, (64, 32, 64)),
+        ("fp32", 1, False, False, True, 0, True, (16, 32, 64)),   # ToRGBLayer, IEEE fp32 dot
+        ("fp64", 3, True, True, False, 0, False, (16, 8, 32))]:   # gradcheck precision, no dot
+    comp = "fp64" if dtype == "fp64" else "fp32"
+    types = [f"*{dtype}", f"*{comp}", f"*{comp}", f"*{comp}", f"*{dtype}", f"*{comp}", f"*{dtype}"]
+    types += ["i32"] * 6 + ["i64"] * 12 + ["i32"] * 2 + ["fp32"] * 3
+    consts = dict(KH=ksize, KW=ksize, DEMOD=demod, HAS_NOISE=noise, HAS_BIAS=bias, ACT=act, HAS_CLAMP=clamp,
+                  USE_DOT=dtype != "fp64", LOWP_DOT=dtype in ("fp16", "bf16"), FP64=dtype == "fp64",
+                  BLOCK_O=bo, BLOCK_I=bi, BLOCK_P=bp)
+    compile_sm90(k.modconv_fwd_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}), consts)
+    count += 1
+print("compiled", count)
+"""
+
 
 def compile_in_subprocess(script: str) -> str:
     pytest.importorskip("triton.backends.nvidia")
@@ -143,3 +166,7 @@ def test_composite_rays_triton_kernels_compile_for_sm90():
 
 def test_render_triplanes_triton_kernel_compiles_for_sm90():
     assert "compiled 4" in compile_in_subprocess(RENDER_TRIPLANES)
+
+
+def test_modulated_conv2d_triton_kernel_compiles_for_sm90():
+    assert "compiled 4" in compile_in_subprocess(MODULATED_CONV2D)

@@ -1,9 +1,13 @@
-"""modulated_conv2d: StyleGAN2's modulated (and demodulated) convolution.
+"""modulated_conv2d: StyleGAN2's modulated (and demodulated) convolution, with an optional
+fused bias_act epilogue (bias, activation, gain, clamp; applied after the noise, as
+StyleGAN2's SynthesisLayer does).
 
-For now a composite on every backend: the modulation math of modulated_conv2d_ref, the
-convolution through conv2d_resample, whose FIR steps run on the chosen backend. The fused CUDA and
-Triton kernels (style scaling in the load, demodulation, noise, bias and activation
-in the epilogue) are to come; their results will be tested against this.
+Backend 'triton' with up == down == 1 runs a fused kernel (triton_kernels/modulated_conv2d.py):
+the styles scale the weight tiles as they are loaded, and demodulation, noise, bias,
+activation and clamp run in its epilogue. Every other case is a composite: the
+modulation math of modulated_conv2d_ref, the convolution through conv2d_resample (whose
+FIR steps run on the chosen backend), then bias_act on the backend for the epilogue
+arguments. The fused and composite results are tested against each other.
 """
 from __future__ import annotations
 
@@ -13,10 +17,12 @@ from typing import Optional
 import torch
 
 from ..dispatch import resolve
-from ._common import check_float_tensor
+from ._common import check_finite_number, check_float_tensor, compute_dtype, device_context, empty_output
+from .bias_act import bias_act
+from .bias_act_ref import ACTIVATIONS
 from .conv2d_resample import conv2d_resample
 from .modulated_conv2d_ref import modulated_conv2d_ref
-from .upfirdn2d import parse_padding
+from .upfirdn2d import check_filter, parse_padding
 
 __all__ = ["modulated_conv2d"]
 
@@ -24,11 +30,17 @@ __all__ = ["modulated_conv2d"]
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
                      noise: Optional[torch.Tensor] = None, up: int = 1, down: int = 1, padding=0,
                      resample_filter: Optional[torch.Tensor] = None, demodulate: bool = True,
-                     flip_weight: bool = True, fused_modconv: bool = True, backend: str = "auto") -> torch.Tensor:
+                     flip_weight: bool = True, fused_modconv: bool = True, bias: Optional[torch.Tensor] = None,
+                     act: str = "linear", alpha: Optional[float] = None, gain: Optional[float] = None,
+                     clamp: Optional[float] = None, backend: str = "auto") -> torch.Tensor:
     """x [N, I, H, W], weight [O, I, kh, kw], styles [N, I] -> [N, O, H', W'] (see modulated_conv2d_ref).
 
     noise, if given, is added to the output (it must broadcast to [N, O, H', W']).
     up/down/padding/resample_filter/flip_weight are conv2d_resample's.
+    bias [O], act, alpha, gain, clamp: an epilogue with bias_act's semantics, applied after the
+    noise: y = clamp(act(conv + noise + bias) * gain, -clamp, clamp). As in bias_act, gain=None
+    means the activation's default gain (1 for linear, sqrt(2) for lrelu) and clamp=None no
+    clamp. With the defaults (no bias, linear, no gain, no clamp) there is no epilogue.
     """
     op = "modulated_conv2d"
     for name, t in (("x", x), ("weight", weight), ("styles", styles)):
@@ -41,7 +53,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     if styles.shape != (x.shape[0], x.shape[1]):
         raise ValueError(f"modulated_conv2d: styles must be [N, I] = {[x.shape[0], x.shape[1]]}, "
                          f"got {list(styles.shape)}")
-    for name, t in (("weight", weight), ("styles", styles), ("noise", noise), ("resample_filter", resample_filter)):
+    for name, t in (("weight", weight), ("styles", styles), ("noise", noise), ("resample_filter", resample_filter),
+                    ("bias", bias)):
         if t is not None and t.device != x.device:
             raise ValueError(f"modulated_conv2d: {name} is on {t.device} but x is on {x.device}")
     if noise is not None:
@@ -49,14 +62,138 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     for name, flag in (("demodulate", demodulate), ("fused_modconv", fused_modconv)):
         if not isinstance(flag, bool):
             raise TypeError(f"modulated_conv2d: {name} must be a bool, got {type(flag).__name__}")
+    epilogue = _parse_epilogue(op, weight.shape[0], bias, act, alpha, gain, clamp)
     padding = parse_padding(op, padding)
+    name = resolve(backend, x.device)
+    if name == "triton" and _fusable(x, weight, noise, up, down, padding, resample_filter, flip_weight):
+        return _FusedModConv.apply(x, weight, styles, noise, bias,
+                                   (padding, demodulate, flip_weight, fused_modconv, epilogue, name))
+    return _composite(x, weight, styles, noise, bias, up, down, padding, resample_filter, demodulate,
+                      flip_weight, fused_modconv, epilogue, name)
+
+
+def _parse_epilogue(op, out_channels, bias, act, alpha, gain, clamp):
+    """Validated (act, alpha, gain, clamp or None), or None when there is nothing to apply."""
+    if not isinstance(act, str) or act not in ACTIVATIONS:
+        raise ValueError(f"{op}: unknown act {act!r}; expected one of {', '.join(ACTIVATIONS)}")
+    spec = ACTIVATIONS[act]
+    alpha = spec.default_alpha if alpha is None else check_finite_number(op, "alpha", alpha)
+    gain = spec.default_gain if gain is None else check_finite_number(op, "gain", gain)
+    clamp = None if clamp is None else check_finite_number(op, "clamp", clamp, minimum=0.0)
+    if bias is not None:
+        check_float_tensor(op, "bias", bias)
+        if bias.ndim != 1 or bias.shape[0] != out_channels:
+            raise ValueError(f"{op}: bias must have shape [{out_channels}] (one value per output channel), "
+                             f"got {list(bias.shape)}")
+    if bias is None and act == "linear" and gain == 1 and clamp is None:
+        return None
+    return act, alpha, gain, clamp
+
+
+def _fusable(x, weight, noise, up, down, padding, resample_filter, flip_weight) -> bool:
+    """Whether the fused Triton kernel covers this call; the composite (which also validates
+    up, down and the rest, and raises its errors) runs otherwise."""
+    if type(up) is not int or type(down) is not int or up != 1 or down != 1 or not isinstance(flip_weight, bool):
+        return False
+    if resample_filter is not None:
+        check_filter("modulated_conv2d", resample_filter, x)  # unused at up = down = 1, but still validated
+    px0, px1, py0, py1 = padding
+    out_h = x.shape[2] + py0 + py1 - weight.shape[2] + 1
+    out_w = x.shape[3] + px0 + px1 - weight.shape[3] + 1
+    if x.numel() == 0 or weight.numel() == 0 or out_h <= 0 or out_w <= 0:
+        return False
+    if noise is not None:
+        out_shape = (x.shape[0], weight.shape[0], out_h, out_w)
+        try:
+            if torch.broadcast_shapes(noise.shape, out_shape) != out_shape:
+                return False
+        except RuntimeError:
+            return False  # the composite raises torch's error
+        if torch.result_type(x, noise) != x.dtype:
+            return False  # the reference's y + noise promotes; keep its dtype
+    return True
+
+
+def _composite(x, weight, styles, noise, bias, up, down, padding, resample_filter, demodulate, flip_weight,
+               fused_modconv, epilogue, backend):
     # The public conv2d_resample validates up, down, the filter and flip_weight, and runs
     # the reference for backend 'torch'.
-    resample = functools.partial(_resample, backend=resolve(backend, x.device))
-    return modulated_conv2d_ref(x, weight, styles, noise, up, down, padding, resample_filter, demodulate,
-                                flip_weight, fused_modconv, resample=resample)
+    resample = functools.partial(_resample, backend=backend)
+    y = modulated_conv2d_ref(x, weight, styles, noise, up, down, padding, resample_filter, demodulate,
+                             flip_weight, fused_modconv, resample=resample)
+    if epilogue is None:
+        return y
+    act, alpha, gain, clamp = epilogue
+    return bias_act(y, None if bias is None else bias.to(y.dtype), dim=1, act=act, alpha=alpha, gain=gain,
+                    clamp=clamp, backend=backend)
 
 
 def _resample(x, w, f, up, down, padding, groups, flip_weight, flip_filter, backend):
     return conv2d_resample(x, w, f, up=up, down=down, padding=list(padding), groups=groups,
                            flip_weight=flip_weight, flip_filter=flip_filter, backend=backend)
+
+
+def _fused_forward(x, weight, styles, noise, bias, padding, demodulate, flip_weight, epilogue):
+    """The Triton kernel's launch: host-side preparation of the small tensors, then one kernel."""
+    from ..triton_kernels import modulated_conv2d as kernels
+
+    comp = compute_dtype(x.dtype)
+    n, in_channels = styles.shape
+    out_channels, _, kh, kw = weight.shape
+    w = weight.detach().to(comp)
+    s = styles.detach().to(comp)
+    if x.dtype == torch.float16 and demodulate:  # the reference's fp16 pre-normalisation
+        w = w * (1 / (in_channels * kh * kw) ** 0.5 / w.abs().amax(dim=[1, 2, 3], keepdim=True))
+        s = s / s.abs().amax(dim=1, keepdim=True)
+    # d[n, o] = rsqrt(sum_{i,kh,kw} (W[o,i] s[n,i])^2 + 1e-8) = rsqrt(s^2 @ (sum_k W^2)^T + 1e-8): [N, O]
+    d = (s.square() @ w.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt().contiguous() if demodulate else None
+    if not flip_weight:
+        w = w.flip([2, 3])
+    w_taps = w.permute(2, 3, 0, 1).contiguous()  # [kh, kw, O, I]
+    px0, px1, py0, py1 = padding
+    out_shape = (n, out_channels, x.shape[2] + py0 + py1 - kh + 1, x.shape[3] + px0 + px1 - kw + 1)
+    out = empty_output(x, out_shape)
+    if noise is not None:
+        noise = noise.detach()
+        noise = noise.reshape((1,) * (4 - noise.ndim) + tuple(noise.shape)).expand(out_shape)
+    if epilogue is None:
+        act, alpha, gain, clamp = "linear", 0.0, 1.0, None
+    else:
+        act, alpha, gain, clamp = epilogue
+    b = None if bias is None else bias.detach().to(comp).contiguous()
+    with device_context(x.device):
+        kernels.launch(x.detach(), w_taps, s.contiguous(), d, noise, b, out, px0, py0, ACTIVATIONS[act].code,
+                       alpha, gain, -1.0 if clamp is None else clamp)
+    return out
+
+
+class _FusedModConv(torch.autograd.Function):
+    """Forward: the fused Triton kernel. Backward: recomputes the forward through the
+    differentiable composite path (the same one the other cases use) and takes its
+    vector-Jacobian product: correct first, fast later (no backward kernels yet). The
+    recomputation uses the saved inputs themselves, so with create_graph the gradients stay
+    connected to them and second-order gradients (path-length and R1 penalties) work."""
+
+    @staticmethod
+    def forward(ctx, x, weight, styles, noise, bias, params):
+        padding, demodulate, flip_weight, fused_modconv, epilogue, backend = params
+        ctx.params = params
+        ctx.save_for_backward(x, weight, styles, noise, bias)
+        return _fused_forward(x, weight, styles, noise, bias, padding, demodulate, flip_weight, epilogue)
+
+    @staticmethod
+    def backward(ctx, dy):
+        padding, demodulate, flip_weight, fused_modconv, epilogue, backend = ctx.params
+        tensors = ctx.saved_tensors
+        wanted = [i for i, t in enumerate(tensors) if t is not None and ctx.needs_input_grad[i]]
+        grads = [None] * 5
+        if not wanted:
+            return (*grads, None)
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            y = _composite(*tensors, 1, 1, padding, None, demodulate, flip_weight, fused_modconv, epilogue, backend)
+        found = torch.autograd.grad(y, [tensors[i] for i in wanted], dy, create_graph=create_graph,
+                                    allow_unused=True)
+        for i, g in zip(wanted, found):
+            grads[i] = g if g is not None else torch.zeros_like(tensors[i])
+        return (*grads, None)
