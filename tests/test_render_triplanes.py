@@ -259,16 +259,21 @@ def test_fused_odd_sizes(backend, device, shape, samples, fused_only):
         torch.testing.assert_close(g, w, rtol=tol, atol=tol)
 
 
+def planes_in_layout(planes, layout):
+    """The same values with non-contiguous strides: channels-last, a channel slice of a
+    transposed tensor, or a batch expanded from one item."""
+    if layout == "channels_last":
+        return planes.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    if layout == "sliced":
+        return torch.cat([planes, planes.flip(-1)], dim=2).transpose(-1, -2).contiguous().transpose(-1, -2)[:, :, ::2]
+    return planes[:1].expand(2, -1, -1, -1, -1)
+
+
 @pytest.mark.parametrize("layout", ["channels_last", "sliced", "expanded"])
 @pytest.mark.parametrize("backend,device", FUSED)
 def test_fused_any_plane_strides(backend, device, layout, fused_only):
     planes, decoder, origins, directions = random_scene(c=6, h=6, w=10)
-    if layout == "channels_last":
-        planes = planes.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
-    elif layout == "sliced":
-        planes = torch.cat([planes, planes.flip(-1)], dim=2).transpose(-1, -2).contiguous().transpose(-1, -2)[:, :, ::2]
-    else:
-        planes = planes[:1].expand(2, -1, -1, -1, -1)
+    planes = planes_in_layout(planes, layout)
     options = options_for()
     got = fused(planes, decoder, origins, directions, options, deterministic=True, backend=backend, device=device)
     tol = fused_tol(backend)
@@ -537,12 +542,7 @@ def test_triton_fused_auto_limits_with_every_ray_missing(backend, device, fused_
 @pytest.mark.parametrize("backend,device", TRITON)
 def test_triton_fused_any_plane_strides(backend, device, layout, fused_only):
     planes, decoder, origins, directions = tiny_scene(r=5, c=4)
-    if layout == "channels_last":
-        planes = planes.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
-    elif layout == "sliced":
-        planes = torch.cat([planes, planes.flip(-1)], dim=2).transpose(-1, -2).contiguous().transpose(-1, -2)[:, :, ::2]
-    else:
-        planes = planes[:1].expand(2, -1, -1, -1, -1)
+    planes = planes_in_layout(planes, layout)
     assert not planes.is_contiguous()
     options = options_for(depth_resolution=4, depth_resolution_importance=3)
     got = fused(planes, decoder, origins, directions, options, deterministic=True, backend=backend, device=device)

@@ -170,12 +170,13 @@ class SynthesisLayer(nn.Module):
             noise = noise * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
-        x = ops.modulated_conv2d(x, self.weight, styles, noise=None if noise is None else noise.to(x.dtype),
-                                 up=self.up, padding=self.padding, resample_filter=self.resample_filter,
-                                 flip_weight=(self.up == 1), fused_modconv=fused_modconv, backend=self.backend)
+        # Noise, then bias, activation, gain and clamp: one epilogue of the modulated conv.
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp,
-                            backend=self.backend)
+        return ops.modulated_conv2d(x, self.weight, styles, noise=None if noise is None else noise.to(x.dtype),
+                                    up=self.up, padding=self.padding, resample_filter=self.resample_filter,
+                                    flip_weight=(self.up == 1), fused_modconv=fused_modconv,
+                                    bias=self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain,
+                                    clamp=clamp, backend=self.backend)
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, resolution={self.resolution}, "
@@ -199,9 +200,8 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv,
-                                 backend=self.backend)
-        return ops.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp, backend=self.backend)
+        return ops.modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv,
+                                    bias=self.bias.to(x.dtype), clamp=self.conv_clamp, backend=self.backend)
 
 
 class SynthesisBlock(nn.Module):
