@@ -32,6 +32,23 @@ def test_matches_official(backend, device, case):
     torch.testing.assert_close(y.cpu(), case["y"], rtol=tol, atol=tol)
 
 
+def assert_matches_fp64_reference(y, params, reference):
+    """y = f(*params) (params: x, weight, styles, ...) against reference(*fp64 copies) on the torch
+    backend: the output, every first derivative, and a second-order one as a path-length penalty
+    takes it (the norm of dL/dstyles, differentiated to the weight)."""
+    params64 = [p.detach().double().requires_grad_(True) for p in params]
+    y64 = reference(*params64)
+    torch.testing.assert_close(y.double(), y64, rtol=1e-5, atol=1e-5)
+    dy = torch.randn_like(y)
+    grads = torch.autograd.grad(y, params, dy, create_graph=True)
+    grads64 = torch.autograd.grad(y64, params64, dy.double(), create_graph=True)
+    for got, want in zip(grads, grads64):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+    (gg,) = torch.autograd.grad(grads[2].square().sum(), params[1])
+    (gg64,) = torch.autograd.grad(grads64[2].square().sum(), params64[1])
+    torch.testing.assert_close(gg.double(), gg64, rtol=1e-3, atol=1e-3)
+
+
 @pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("up", [1, 2])
@@ -42,18 +59,7 @@ def test_gradients_match_reference(backend, device, fused, up):
     kwargs = dict(up=up, padding=1, resample_filter=FIR.to(device), flip_weight=up == 1, fused_modconv=fused)
     params = (x, weight, styles)
     y = ops.modulated_conv2d(*params, **kwargs, backend=backend)
-    params64 = [p.detach().double().requires_grad_(True) for p in params]
-    y64 = ops.modulated_conv2d(*params64, **kwargs, backend="torch")
-    torch.testing.assert_close(y.double(), y64, rtol=1e-5, atol=1e-5)
-    dy = torch.randn_like(y)
-    grads = torch.autograd.grad(y, params, dy, create_graph=True)
-    grads64 = torch.autograd.grad(y64, params64, dy.double(), create_graph=True)
-    for got, want in zip(grads, grads64):
-        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
-    # Second order, as a path-length penalty does: the norm of dL/dstyles, differentiated to the weight.
-    (gg,) = torch.autograd.grad(grads[2].square().sum(), weight)
-    (gg64,) = torch.autograd.grad(grads64[2].square().sum(), params64[1])
-    torch.testing.assert_close(gg.double(), gg64, rtol=1e-3, atol=1e-3)
+    assert_matches_fp64_reference(y, params, lambda *p64: ops.modulated_conv2d(*p64, **kwargs, backend="torch"))
 
 
 @pytest.mark.parametrize("kwargs,error,match", [
@@ -269,22 +275,13 @@ def test_fused_triton_gradients_match_reference(backend, device, fused, k, launc
 
     y = run(*params, backend)
     assert launches == [torch.float32]
-    params64 = [p.detach().double().requires_grad_(True) for p in params]
-    y64 = run(*params64, "torch")
-    torch.testing.assert_close(y.double(), y64, rtol=1e-5, atol=1e-5)
-    dy = torch.randn_like(y)
-    grads = torch.autograd.grad(y, params, dy, create_graph=True)
-    grads64 = torch.autograd.grad(y64, params64, dy.double(), create_graph=True)
-    for got, want in zip(grads, grads64):
-        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
-    (gg,) = torch.autograd.grad(grads[2].square().sum(), weight)
-    (gg64,) = torch.autograd.grad(grads64[2].square().sum(), params64[1])
-    torch.testing.assert_close(gg.double(), gg64, rtol=1e-3, atol=1e-3)
+    assert_matches_fp64_reference(y, params, lambda *p64: run(*p64, "torch"))
     # Only some inputs needing gradients, and a forward without autograd.
     y = run(x.detach(), weight, styles.detach(), None, None, backend)
     (gw,) = torch.autograd.grad(y.sum(), weight)
-    (gw64,) = torch.autograd.grad(run(x.detach().double(), params64[1], styles.detach().double(), None, None,
-                                      "torch").sum(), params64[1])
+    weight64 = weight.detach().double().requires_grad_(True)
+    (gw64,) = torch.autograd.grad(run(x.detach().double(), weight64, styles.detach().double(), None, None,
+                                      "torch").sum(), weight64)
     torch.testing.assert_close(gw.double(), gw64, rtol=1e-4, atol=1e-4)
     with torch.no_grad():
         assert not run(*params, backend).requires_grad

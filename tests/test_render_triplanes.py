@@ -187,6 +187,11 @@ def composable_calls(monkeypatch):
     return calls
 
 
+# Each option the fused kernels branch on, one at a time.
+OPTION_CHANGES = [dict(white_back=True), dict(ray_start="auto", ray_end="auto"), dict(disparity_space_sampling=True),
+                  dict(depth_resolution_importance=0), dict(plane_axes="xyz"), dict(box_warp=0.7)]
+
+
 def deterministic_reference(planes, decoder, origins, directions, options):
     """The composable torch path in deterministic mode (planes sampled in compute precision)."""
     n, r, _ = origins.shape
@@ -195,6 +200,13 @@ def deterministic_reference(planes, decoder, origins, directions, options):
     uniforms = importance_uniforms(n * r, di, True, None, origins) if di > 0 else None
     return render_triplanes_composable(planes.to(origins.dtype), decoder, origins, directions, options, jitter,
                                        uniforms, backend="torch")
+
+
+def assert_matches_deterministic_reference(got, scene, options, tol):
+    """The outputs equal the composable torch path's, in the rays' dtype."""
+    for g, w in zip(got, deterministic_reference(*scene, options)):
+        assert g.dtype == scene[2].dtype
+        torch.testing.assert_close(g, w, rtol=tol, atol=tol)
 
 
 def fused(planes, decoder, origins, directions, options, backend="cpu", device="cpu", **kwargs):
@@ -240,9 +252,7 @@ def options_for(**changes):
 def test_fused_matches_composable(backend, device, case, fused_only):
     inputs = renderer_inputs(case)
     got = fused(*inputs, deterministic=True, backend=backend, device=device)
-    tol = fused_tol(backend)
-    for g, w in zip(got, deterministic_reference(*inputs)):
-        torch.testing.assert_close(g, w, rtol=tol, atol=tol)
+    assert_matches_deterministic_reference(got, inputs[:4], inputs[4], fused_tol(backend))
 
 
 @pytest.mark.parametrize("shape", [
@@ -254,9 +264,7 @@ def test_fused_odd_sizes(backend, device, shape, samples, fused_only):
     planes, decoder, origins, directions = random_scene(**shape)
     options = options_for(depth_resolution=samples[0], depth_resolution_importance=samples[1])
     got = fused(planes, decoder, origins, directions, options, deterministic=True, backend=backend, device=device)
-    tol = fused_tol(backend)
-    for g, w in zip(got, deterministic_reference(planes, decoder, origins, directions, options)):
-        torch.testing.assert_close(g, w, rtol=tol, atol=tol)
+    assert_matches_deterministic_reference(got, (planes, decoder, origins, directions), options, fused_tol(backend))
 
 
 def planes_in_layout(planes, layout):
@@ -276,9 +284,8 @@ def test_fused_any_plane_strides(backend, device, layout, fused_only):
     planes = planes_in_layout(planes, layout)
     options = options_for()
     got = fused(planes, decoder, origins, directions, options, deterministic=True, backend=backend, device=device)
-    tol = fused_tol(backend)
-    for g, w in zip(got, deterministic_reference(planes.contiguous(), decoder, origins, directions, options)):
-        torch.testing.assert_close(g, w, rtol=tol, atol=tol)
+    assert_matches_deterministic_reference(got, (planes.contiguous(),
+                                           decoder, origins, directions), options, fused_tol(backend))
 
 
 @pytest.mark.parametrize("backend,device", FUSED)
@@ -288,24 +295,18 @@ def test_fused_reads_strided_planes_in_place(backend, device, fused_only):
     options = options_for(depth_resolution=4, depth_resolution_importance=2)
     assert RENDER_MODULE._gather_friendly(planes, 2 * 3 * 6) is planes
     got = fused(planes, decoder, origins, directions, options, deterministic=True, backend=backend, device=device)
-    tol = fused_tol(backend)
-    for g, w in zip(got, deterministic_reference(planes, decoder, origins, directions, options)):
-        torch.testing.assert_close(g, w, rtol=tol, atol=tol)
+    assert_matches_deterministic_reference(got, (planes, decoder, origins, directions), options, fused_tol(backend))
 
 
-@pytest.mark.parametrize("change", [
-    dict(white_back=True), dict(ray_start="auto", ray_end="auto"), dict(disparity_space_sampling=True),
-    dict(depth_resolution_importance=0), dict(plane_axes="xyz"), dict(box_warp=0.7)], ids=str)
+@pytest.mark.parametrize("change", OPTION_CHANGES, ids=str)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("backend,device", FUSED)
 def test_fused_options(backend, device, change, dtype, fused_only):
     planes, decoder, origins, directions = random_scene(dtype=dtype, misses=True)
     options = options_for(**change)
     got = fused(planes, decoder, origins, directions, options, deterministic=True, backend=backend, device=device)
-    tol = fused_tol(backend, dtype)
-    for g, w in zip(got, deterministic_reference(planes, decoder, origins, directions, options)):
-        assert g.dtype == dtype
-        torch.testing.assert_close(g, w, rtol=tol, atol=tol)
+    assert_matches_deterministic_reference(got, (planes, decoder, origins, directions),
+                                           options, fused_tol(backend, dtype))
 
 
 @pytest.mark.parametrize("backend,device", FUSED)
@@ -313,9 +314,7 @@ def test_fused_auto_limits_with_every_ray_missing(backend, device, fused_only):
     planes, decoder, origins, directions = random_scene()
     options = options_for(ray_start="auto", ray_end="auto")
     got = fused(planes, decoder, origins, -directions, options, deterministic=True, backend=backend, device=device)
-    tol = fused_tol(backend)
-    for g, w in zip(got, deterministic_reference(planes, decoder, origins, -directions, options)):
-        torch.testing.assert_close(g, w, rtol=tol, atol=tol)
+    assert_matches_deterministic_reference(got, (planes, decoder, origins, -directions), options, fused_tol(backend))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
@@ -390,9 +389,8 @@ def test_pointwise_path_matches_composable(scene, change):
     planes = planes.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3) if "c" in scene else planes
     options = options_for(**change)
     got = pointwise(planes, decoder, origins, directions, options)
-    tol = fused_tol("cpu", planes.dtype)
-    for g, w in zip(got, deterministic_reference(planes, decoder, origins, directions, options)):
-        torch.testing.assert_close(g, w, rtol=tol, atol=tol)
+    assert_matches_deterministic_reference(got, (planes, decoder, origins, directions),
+                                           options, fused_tol("cpu", planes.dtype))
 
 
 @pytest.mark.parametrize("case", FIXTURES["renderer"], ids=lambda c: c["name"])
@@ -500,12 +498,6 @@ def tiny_scene(**changes):
     return random_scene(**dict(dict(n=2, r=7, c=3, h=8, w=6, hidden=8, c_out=3), **changes))
 
 
-def assert_matches_deterministic_reference(got, scene, options, tol):
-    for g, w in zip(got, deterministic_reference(*scene, options)):
-        assert g.dtype == scene[2].dtype
-        torch.testing.assert_close(g, w, rtol=tol, atol=tol)
-
-
 @pytest.mark.parametrize("shape,samples", [
     (dict(n=1, r=17, c=1), (4, 4)), (dict(c=3), (6, 3)), (dict(c=8, c_out=1), (2, 0)), (dict(n=1, r=5, c=8), (4, 1)),
     (dict(n=1, r=3, c=5, h=3, w=2, hidden=3), (5, 2))], ids=str)
@@ -517,9 +509,7 @@ def test_triton_fused_matches_composable(backend, device, shape, samples, fused_
     assert_matches_deterministic_reference(got, scene, options, fused_tol(backend))
 
 
-@pytest.mark.parametrize("change", [
-    dict(white_back=True), dict(ray_start="auto", ray_end="auto"), dict(disparity_space_sampling=True),
-    dict(depth_resolution_importance=0), dict(plane_axes="xyz"), dict(box_warp=0.7)], ids=str)
+@pytest.mark.parametrize("change", OPTION_CHANGES, ids=str)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("backend,device", TRITON)
 def test_triton_fused_options(backend, device, change, dtype, fused_only):
@@ -664,8 +654,7 @@ def test_too_many_samples_take_the_composable_path(composable_calls):
     options = options_for(depth_resolution=limit - 9, depth_resolution_importance=10)
     got = fused(*scene, options, deterministic=True)
     assert composable_calls == ["cpu"]
-    for g, w in zip(got, deterministic_reference(*scene, options)):
-        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    assert_matches_deterministic_reference(got, scene, options, 1e-5)
     with pytest.raises(ValueError, match="coarse \\+ fine <= kMaxSamples"):  # the kernel's own guard
         pointwise(*scene, options)
 

@@ -57,7 +57,7 @@ def load(source: Source, device: Union[str, torch.device] = "cpu", key: str = "G
     allow-list of globals; their embedded source code is never run."""
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
-            return load(f, device, key).to(device)
+            return load(f, device, key)
     head = source.read(16)
     source.seek(-len(head), os.SEEK_CUR)
     kind = _sniff(head, eg3d_pickle._source_name(source))
@@ -111,6 +111,10 @@ def from_snapshot_record(record, where: str = "G") -> TriPlaneGenerator:
 
 
 def _build(kwargs: dict, resolution, where: str) -> TriPlaneGenerator:
+    """Our generator from a file's constructor arguments and rendering resolution."""
+    unknown = sorted(set(kwargs) - GENERATOR_KWARGS - BACKBONE_KWARGS)
+    if unknown:
+        raise TeacherFormatError(f"{where}: constructor arguments not understood: {', '.join(unknown)}")
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
         raise TeacherFormatError(f"{where}: neural_rendering_resolution must be an int >= 1, got {resolution!r}")
     try:
@@ -127,9 +131,6 @@ def _constructor_kwargs(record, where: str) -> dict:
         raise TeacherFormatError(f"{where}: {len(args)} positional constructor arguments, expected at most "
                                  f"{len(POSITIONAL)}")
     kwargs.update(zip(POSITIONAL, args))
-    unknown = sorted(set(kwargs) - GENERATOR_KWARGS - BACKBONE_KWARGS)
-    if unknown:
-        raise TeacherFormatError(f"{where}: constructor arguments not understood: {', '.join(unknown)}")
     return kwargs
 
 
@@ -238,9 +239,6 @@ def _from_safetensors(source) -> TriPlaneGenerator:
         resolution = config["neural_rendering_resolution"]
     except (KeyError, TypeError, ValueError) as e:
         raise TeacherFormatError(f"{where}: the config metadata is malformed ({type(e).__name__}: {e})") from e
-    unknown = sorted(set(kwargs) - GENERATOR_KWARGS - BACKBONE_KWARGS)
-    if unknown:
-        raise TeacherFormatError(f"{where}: constructor arguments not understood: {', '.join(unknown)}")
     model = _build(kwargs, resolution, where)
     _load_tensors(model, tensors, where)
     return model.eval().requires_grad_(False)
