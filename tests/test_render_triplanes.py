@@ -115,6 +115,26 @@ def test_gradients_reach_planes_and_decoder(backend, device):
         torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_composable_path_takes_half_planes(backend, device, dtype):
+    # The training path: half planes are sampled in their dtype, then widened for the
+    # decoder; outputs are fp32, and the planes' gradient comes back in their dtype.
+    planes, decoder, origins, directions = (t.to(device) if torch.is_tensor(t) else t for t in random_scene())
+    decoder = ops.TriplaneDecoder(*(t.to(device) for t in decoder.tensors))
+    half = planes.to(dtype).requires_grad_(True)
+    widened = half.detach().float().requires_grad_(True)
+    got, want = (ops.render_triplanes(p, decoder, origins, directions, options_for(), deterministic=True,
+                                      backend=backend) for p in (half, widened))
+    assert all(g.dtype == torch.float32 for g in got)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-2, atol=1e-2)
+    grad, grad_ref = (torch.autograd.grad(outs[0].sum() + outs[1].sum(), p)[0]
+                      for outs, p in ((got, half), (want, widened)))
+    assert grad.dtype == dtype
+    torch.testing.assert_close(grad.float(), grad_ref, rtol=5e-2, atol=5e-2)
+
+
 def test_render_options_from_eg3d_and_their_errors():
     kwargs = dict(FIXTURES["renderer"][0]["rendering_options"], image_resolution=512, superresolution_module="x",
                   white_back=False)

@@ -51,9 +51,11 @@ class TriplaneDecoder:
 
 
 def decode(features: torch.Tensor, decoder: TriplaneDecoder) -> tuple[torch.Tensor, torch.Tensor]:
-    """features [N, 3, M, C] -> (colors [N, M, C_out], raw densities [N, M, 1])."""
+    """features [N, 3, M, C] -> (colors [N, M, C_out], raw densities [N, M, 1]) in the decoder's
+    dtype: fp16/bf16 features (from half planes) are widened first, so the mean and the MLP
+    accumulate in fp32 as the fused kernels do."""
     n, _, m, c = features.shape
-    x = features.mean(1).reshape(n * m, c)
+    x = features.to(decoder.fc1_weight.dtype).mean(1).reshape(n * m, c)
     x = F.softplus(torch.addmm(decoder.fc1_bias, x, decoder.fc1_weight.t()))
     x = torch.addmm(decoder.fc2_bias, x, decoder.fc2_weight.t()).reshape(n, m, -1)
     colors = torch.sigmoid(x[..., 1:]) * (1 + 2 * SIGMOID_PAD) - SIGMOID_PAD
