@@ -44,6 +44,19 @@ def test_bench_writes_json_with_references_and_speedups(tmp_path):
         if row["provider"] == "torch":
             assert row["speedup_vs_torch"] == 1.0
 
+    # A suite with more references than the eager and compiled one (StyleGAN2's two paths):
+    # every one is timed, and the fastest of them is the best-reference baseline.
+    (path,) = tmp_path.glob("modulated_conv2d-cpu-*.json")
+    rows = json.loads(path.read_text())["rows"]
+    references = {"torch", "torch.compile", "torch.nonfused", "torch.nonfused.compile"}
+    assert {r["provider"] for r in rows} == {"cpu"} | references
+    for pass_name in ("forward", "forward+backward"):
+        group = [r for r in rows if r["pass"] == pass_name]
+        assert all(r["tflops"] > 0 for r in group)
+        fastest = min((r for r in group if r["provider"] in references), key=lambda r: r["median_ms"])
+        assert fastest["speedup_vs_best_reference"] == 1.0
+        assert all(r["speedup_vs_best_reference"] <= 1.0 for r in group if r["provider"] in references)
+
 
 def test_bench_rejects_bad_arguments(tmp_path):
     result = run_cli("bench", "--quick", "--repeats", "0", "--out", str(tmp_path))

@@ -2,7 +2,8 @@
 
 Each suite times its op on every usable kernel backend and, in the same run, on
 the torch reference eager and under torch.compile; rows carry the median time,
-achieved GB/s and the speedups over both references.
+achieved GB/s and the speedups over both references (and over the fastest of all the
+suite's references, where a suite times more than the two).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from ..dispatch import status
 from . import bias_act as bias_act_suite
 from . import composite_rays as composite_rays_suite
+from . import modulated_conv2d as modulated_conv2d_suite
 from . import render_triplanes as render_triplanes_suite
 from . import sample_triplanes as sample_triplanes_suite
 from . import upfirdn2d as upfirdn2d_suite
@@ -22,9 +24,12 @@ from .harness import ResultFile, environment, measure
 
 # A suite has cases(device, dtypes, quick) -> [case dict with shape, dtype, pass, config],
 # make_step(provider, case, device) -> a callable to time, traffic_bytes(case), and
-# optionally flops(case).
-SUITES = {"bias_act": bias_act_suite, "upfirdn2d": upfirdn2d_suite, "sample_triplanes": sample_triplanes_suite,
-          "composite_rays": composite_rays_suite, "render_triplanes": render_triplanes_suite}
+# optionally flops(case) and REFERENCES (its torch providers; the first two must be the
+# eager and compiled reference the speedup columns are named after).
+SUITES = {"bias_act": bias_act_suite, "upfirdn2d": upfirdn2d_suite, "modulated_conv2d": modulated_conv2d_suite,
+          "sample_triplanes": sample_triplanes_suite, "composite_rays": composite_rays_suite,
+          "render_triplanes": render_triplanes_suite}
+DEFAULT_REFERENCES = ("torch", "torch.compile")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -67,13 +72,15 @@ def run(args: argparse.Namespace) -> list[Path]:
     for op in args.op or list(SUITES):
         suite = SUITES[op]
         results = ResultFile(args.out, op, meta)
-        providers = kernel_backends + ["torch", "torch.compile"]
+        references = getattr(suite, "REFERENCES", DEFAULT_REFERENCES)
+        providers = kernel_backends + list(references)
         todo = suite.cases(device, dtypes, args.quick)
         for index, case in enumerate(todo, 1):
             timings = {name: measure(suite.make_step(name, case, device), device, repeats, args.warmup)
                        for name in providers}
             nbytes = suite.traffic_bytes(case)
             nflops = suite.flops(case) if hasattr(suite, "flops") else None
+            best_reference = min(timings[name].median_ms for name in references)
             for name, t in timings.items():
                 results.add({
                     "op": op, "config": case["config"], "pass": case["pass"], "shape": list(case["shape"]),
@@ -84,6 +91,7 @@ def run(args: argparse.Namespace) -> list[Path]:
                     **({"tflops": round(nflops / (t.median_ms * 1e-3) / 1e12, 5)} if nflops else {}),
                     "speedup_vs_torch": round(timings["torch"].median_ms / t.median_ms, 3),
                     "speedup_vs_compile": round(timings["torch.compile"].median_ms / t.median_ms, 3),
+                    "speedup_vs_best_reference": round(best_reference / t.median_ms, 3),
                 })
             summary = "  ".join(f"{n} {t.median_ms:.3f}ms" for n, t in timings.items())
             print(f"[{index}/{len(todo)}] {op} {case['config']} {case['pass']} {list(case['shape'])} "
