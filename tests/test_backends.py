@@ -1,5 +1,7 @@
 """Backend discovery and selection."""
 import importlib
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,6 +10,8 @@ import nerfgan_distill
 from nerfgan_distill import BackendUnavailableError, backends, ops
 from nerfgan_distill import dispatch
 from nerfgan_distill.dispatch import BackendStatus, resolve, runs_on, status
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_backends_lists_all_four():
@@ -118,3 +122,19 @@ def test_explicit_cuda_on_a_gpu_without_code_says_why(monkeypatch):
     monkeypatch.setattr(dispatch, "status", lambda name: fake if name == "cuda" else original(name))
     with pytest.raises(BackendUnavailableError, match=r"no code for this GPU \(sm_75\)"):
         resolve("cuda", torch.device("cuda"))
+
+
+@pytest.mark.skipif(not (REPO / "tools" / "sanitize_kernels.py").exists(), reason="needs the source tree")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+def test_sanitizer_driver_calls_run(dtype):
+    # tools/sanitize_kernels.py is what compute-sanitizer runs on a GPU machine; its calls
+    # must be valid, so run the same calls on the cpu backend here.
+    spec = importlib.util.spec_from_file_location("sanitize_kernels", REPO / "tools" / "sanitize_kernels.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names = []
+    for name, thunk in module.calls(torch.device("cpu"), dtype, backend="cpu"):
+        thunk()
+        names.append(name.split()[0])
+    assert set(names) == {"bias_act", "upfirdn2d", "sample_triplanes", "composite_rays", "render_triplanes",
+                          "modulated_conv2d"}

@@ -36,8 +36,9 @@ SHAPES = {
     "quick": {"conv1": [(2, 8)]},
     "cpu": {"conv1": [(4, 8), (4, 32), (1, 128), (4, 128)], "conv0_up": [(4, 32), (1, 128)],
             "torgb": [(4, 128)]},
-    "cuda": {kind: [(batch, res) for batch in (1, 8, 32) for res in (4, 8, 16, 32, 64, 128, 256, 512)
-                    if not (kind == "conv0_up" and res == 4)]
+    # every resolution at batch 8, three of them at batch 1 and 32
+    "cuda": {kind: [(8, res) for res in (4, 8, 16, 32, 64, 128, 256, 512) if not (kind == "conv0_up" and res == 4)]
+             + [(batch, res) for batch in (1, 32) for res in (16, 64, 256)]
              for kind in LAYERS},
 }
 
