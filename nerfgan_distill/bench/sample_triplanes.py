@@ -1,6 +1,10 @@
 """sample_triplanes benchmark: EG3D's FFHQ planes (3 x 32 x 256 x 256) sampled at one
 pass of points (rays x 48 depth samples), forward and forward+backward, with the planes
-as the backbone makes them (NCHW) and channels-last (what the teacher feeds the kernels)."""
+as the backbone makes them (NCHW) and channels-last (what the teacher feeds the kernels).
+
+The "hot_texels" config puts every point within a texel of the box centre: each plane's
+gradient then lands on the same four texels, the worst case for the GPU kernels' atomic
+adds. Its forward+backward time against planes_nchw's measures that contention."""
 from __future__ import annotations
 
 import functools
@@ -17,13 +21,13 @@ SHAPES = {
     "cpu": [(1, 64 * 64)],
     "cuda": [(1, 128 * 128), (4, 128 * 128), (16, 128 * 128)],
 }
-LAYOUTS = ("planes_nchw", "planes_channels_last")
+CONFIGS = ("planes_nchw", "planes_channels_last", "hot_texels")
 
 
 def cases(device: torch.device, dtypes: list[torch.dtype], quick: bool) -> list[dict]:
     shapes = SHAPES["quick"] if quick else SHAPES["cuda" if device.type == "cuda" else "cpu"]
-    return [{"shape": shape, "dtype": dtype, "pass": pass_name, "config": layout}
-            for dtype in dtypes for layout in LAYOUTS for shape in shapes
+    return [{"shape": shape, "dtype": dtype, "pass": pass_name, "config": config}
+            for dtype in dtypes for config in CONFIGS for shape in shapes
             for pass_name in ("forward", "forward+backward")]
 
 
@@ -78,6 +82,8 @@ def make_step(provider: str, case: dict, device: torch.device):
     if case["config"] == "planes_channels_last":
         planes = planes.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
     coords = _ray_points(n, rays, device)
+    if case["config"] == "hot_texels":  # the same points squeezed into a quarter texel around the centre
+        coords = (coords - coords.mean(dim=1, keepdim=True)) * (0.25 / PLANE_RES / coords.abs().amax())
     if case["pass"] == "forward":
         return lambda: fn(planes, coords)
     planes.requires_grad_(True)
