@@ -1,6 +1,7 @@
 """upfirdn2d and its helpers: the reference against fixtures made from the official
 StyleGAN2-ADA/EG3D code (tools/make_stylegan_fixtures.py), every backend against the
 reference, gradients of first and second order, layouts and bad inputs."""
+import functools
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,11 @@ def test_gradcheck_and_gradgradcheck_fp64(backend, device, config):
     assert torch.autograd.gradgradcheck(fn, (x,))
 
 
+# The up-block's upsample2d, and the pure 4x4 filtering after its transposed conv (the CPU
+# kernel runs the latter per plane).
+RESAMPLERS = (ops.upsample2d, functools.partial(ops.filter2d, padding=[1, 2, 0, 1], gain=4))
+
+
 @pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("layout", ["channels_last", "transposed_hw", "sliced", "expanded", "one_pixel"])
 def test_layouts_and_odd_shapes(backend, device, layout):
@@ -108,10 +114,11 @@ def test_layouts_and_odd_shapes(backend, device, layout):
          "expanded": torch.randn(1, 5, 7, 9, device=device).expand(3, 5, 7, 9),
          "one_pixel": torch.randn(2, 3, 1, 1, device=device)}[layout]
     f = FIR.to(device)
-    y = ops.upsample2d(x, f, backend=backend)
-    torch.testing.assert_close(y, ops.upsample2d(x.contiguous(), f, backend="torch"), rtol=1e-5, atol=1e-5)
-    if layout == "channels_last":
-        assert y.is_contiguous(memory_format=torch.channels_last), "the layout of x should be kept"
+    for resample in RESAMPLERS:
+        y = resample(x, f, backend=backend)
+        torch.testing.assert_close(y, resample(x.contiguous(), f, backend="torch"), rtol=1e-5, atol=1e-5)
+        if layout == "channels_last":
+            assert y.is_contiguous(memory_format=torch.channels_last), "the layout of x should be kept"
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
@@ -123,10 +130,11 @@ def test_empty_batch(backend, device):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_cpu_half_precision(dtype):
     x = torch.randn(2, 4, 8, 8).to(dtype)
-    y = ops.upsample2d(x, FIR, backend="cpu")
-    want = ops.upsample2d(x.double(), FIR, backend="torch").to(dtype)
     ulp = torch.finfo(dtype).eps
-    torch.testing.assert_close(y.double(), want.double(), rtol=2 * ulp, atol=2 * ulp)
+    for resample in RESAMPLERS:
+        y = resample(x, FIR, backend="cpu")
+        want = resample(x.double(), FIR, backend="torch").to(dtype)
+        torch.testing.assert_close(y.double(), want.double(), rtol=2 * ulp, atol=2 * ulp)
 
 
 @pytest.mark.gpu
