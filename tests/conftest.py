@@ -21,8 +21,8 @@ def poison_kernel_outputs(monkeypatch):
     leaves part of its output unwritten fails the comparison."""
     original = _common.empty_output
 
-    def poisoned(x, shape=None):
-        return original(x, shape).fill_(float("nan"))
+    def poisoned(x, shape=None, dtype=None):
+        return original(x, shape, dtype).fill_(float("nan"))
 
     import sys
 

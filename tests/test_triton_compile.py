@@ -117,23 +117,35 @@ print("compiled", count)
 
 MODULATED_CONV2D = PRELUDE + r"""
 from nerfgan_distill.triton_kernels import modulated_conv2d as k
-names = ["x_ptr", "w_ptr", "s_ptr", "d_ptr", "noise_ptr", "b_ptr", "out_ptr", "I", "O", "H", "W", "OW", "P",
+names = ["x_ptr", "w_ptr", "s_ptr", "d_ptr", "noise_ptr", "b_ptr", "out_ptr", "v_ptr", "I", "O", "H", "W", "OW", "P",
          "sxn", "sxc", "sxh", "sxw", "snn", "snc", "snh", "snw", "son", "soc", "soh", "sow",
          "pad_x0", "pad_y0", "alpha", "gain", "clamp"]
 count = 0
-# (x dtype, kernel size, demodulate, noise, bias, act, clamp, block sizes O, I, P)
-for dtype, ksize, demod, noise, bias, act, clamp, (bo, bi, bp) in [
-        ("fp16", 3, True, True, True, 2, True, (64, 32, 64)),    # SynthesisLayer, fp16 tensor-core dot
-        ("bf16", 3, True, True, True, 2, False, (64, 32, 64)),
-        ("fp32", 1, False, False, True, 0, True, (16, 32, 64)),   # ToRGBLayer, IEEE fp32 dot
-        ("fp64", 3, True, True, False, 0, False, (16, 8, 32))]:   # gradcheck precision, no dot
+# (x dtype, kernel size, demodulate, noise, bias, act, clamp, store v, block sizes O, I, P)
+for dtype, ksize, demod, noise, bias, act, clamp, store_v, (bo, bi, bp) in [
+        ("fp16", 3, True, True, True, 2, True, True, (64, 32, 64)),    # SynthesisLayer, fp16 tensor-core dot
+        ("bf16", 3, True, True, True, 2, False, False, (64, 32, 64)),
+        ("fp32", 1, False, False, True, 0, True, True, (16, 32, 64)),   # ToRGBLayer, IEEE fp32 dot
+        ("fp16", 3, False, False, False, 0, False, False, (64, 32, 64)),  # its dL/dx launch
+        ("fp64", 3, True, True, False, 0, False, True, (16, 8, 32))]:   # gradcheck precision, no dot
     comp = "fp64" if dtype == "fp64" else "fp32"
-    types = [f"*{dtype}", f"*{comp}", f"*{comp}", f"*{comp}", f"*{dtype}", f"*{comp}", f"*{dtype}"]
+    types = [f"*{dtype}", f"*{comp}", f"*{comp}", f"*{comp}", f"*{dtype}", f"*{comp}", f"*{dtype}", f"*{dtype}"]
     types += ["i32"] * 6 + ["i64"] * 12 + ["i32"] * 2 + ["fp32"] * 3
     consts = dict(KH=ksize, KW=ksize, DEMOD=demod, HAS_NOISE=noise, HAS_BIAS=bias, ACT=act, HAS_CLAMP=clamp,
-                  USE_DOT=dtype != "fp64", LOWP_DOT=dtype in ("fp16", "bf16"), FP64=dtype == "fp64",
+                  STORE_V=store_v, USE_DOT=dtype != "fp64", LOWP_DOT=dtype in ("fp16", "bf16"), FP64=dtype == "fp64",
                   BLOCK_O=bo, BLOCK_I=bi, BLOCK_P=bp)
     compile_sm90(k.modconv_fwd_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}), consts)
+    count += 1
+names = ["g_ptr", "x_ptr", "d_ptr", "s_ptr", "ws_ptr", "N", "I", "O", "H", "W", "OW", "P", "samples_per_split",
+         "pixel_splits", "pixels_per_split", "sgn", "sgc", "sgh", "sgw", "sxn", "sxc", "sxh", "sxw", "pad_x0", "pad_y0"]
+# the weight gradient: (dtype, kernel size, stride type, block sizes O, I, P)
+for dtype, ksize, strides, (bo, bi, bp) in [("fp16", 3, "i64", (64, 64, 64)), ("bf16", 3, "i32", (64, 64, 64)),
+                                            ("fp32", 1, "i32", (16, 32, 64)), ("fp64", 3, "i64", (16, 16, 16))]:
+    comp = "fp64" if dtype == "fp64" else "fp32"
+    types = [f"*{dtype}"] * 2 + [f"*{comp}"] * 3 + ["i32"] * 10 + [strides] * 8 + ["i32"] * 2
+    consts = dict(KH=ksize, KW=ksize, USE_DOT=dtype != "fp64", LOWP_DOT=dtype in ("fp16", "bf16"),
+                  FP64=dtype == "fp64", BLOCK_O=bo, BLOCK_I=bi, BLOCK_P=bp)
+    compile_sm90(k.modconv_wgrad_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}), consts)
     count += 1
 print("compiled", count)
 """
@@ -169,4 +181,4 @@ def test_render_triplanes_triton_kernel_compiles_for_sm90():
 
 
 def test_modulated_conv2d_triton_kernel_compiles_for_sm90():
-    assert "compiled 4" in compile_in_subprocess(MODULATED_CONV2D)
+    assert "compiled 9" in compile_in_subprocess(MODULATED_CONV2D)

@@ -52,18 +52,18 @@ def normalize_dim(op: str, dim, ndim: int) -> int:
     return dim % ndim
 
 
-def empty_output(x: torch.Tensor, shape=None) -> torch.Tensor:
+def empty_output(x: torch.Tensor, shape=None, dtype=None) -> torch.Tensor:
     """Output allocation for kernels: dense, in x's dimension order (x's shape by default;
-    for another shape, channels-last when x is channels-last).
+    for another shape, channels-last when x is channels-last), in x's dtype by default.
 
     Every kernel output goes through here, so tests can poison it with NaN and
     catch a kernel that leaves part of its output unwritten.
     """
     if shape is None:
-        return torch.empty_like(x, memory_format=torch.preserve_format)
+        return torch.empty_like(x, dtype=dtype, memory_format=torch.preserve_format)
     channels_last = (x.ndim == 4 and len(shape) == 4 and x.is_contiguous(memory_format=torch.channels_last)
                      and not x.is_contiguous())
-    return torch.empty(shape, dtype=x.dtype, device=x.device,
+    return torch.empty(shape, dtype=dtype or x.dtype, device=x.device,
                        memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
