@@ -12,6 +12,7 @@
 
 #include "nerfgan_distill/bias_act.h"
 #include "nerfgan_distill/composite.h"
+#include "nerfgan_distill/modconv.h"
 #include "nerfgan_distill/philox.h"
 #include "nerfgan_distill/render.h"
 #include "nerfgan_distill/triplane.h"
@@ -216,6 +217,50 @@ ngd::render::Params render_params(const std::array<std::uintptr_t, 11>& pointers
   return p;
 }
 
+// pointers: x, weight, styles, dcoefs (0: no demodulation), noise (0: none), bias (0: none),
+// out; sizes: n, i, o, h, w, kh, kw, out_h, out_w; strides (elements): n, c, h, w of x,
+// noise (0 where it broadcasts) and out; padding: pad_x0, pad_y0; epilogue: alpha, gain,
+// clamp (< 0: none).
+ngd::modconv::Params modconv_params(const std::array<std::uintptr_t, 7>& pointers,
+                                    const std::array<int64_t, 9>& sizes, const std::array<int64_t, 4>& x_strides,
+                                    const std::array<int64_t, 4>& noise_strides,
+                                    const std::array<int64_t, 4>& out_strides, const std::array<int, 2>& padding,
+                                    int act, const std::array<double, 3>& epilogue, int dtype) {
+  for (int64_t v : sizes) require(v >= 0, "modulated_conv2d: sizes must be >= 0");
+  // A tap index is an int; no real kernel comes near this bound.
+  require(sizes[5] >= 1 && sizes[6] >= 1 && sizes[5] <= 32768 && sizes[6] <= 32768,
+          "modulated_conv2d: kernel height and width must be in [1, 32768]");
+  require(act >= 0 && act < ngd::bias_act::kNumActs, "modulated_conv2d: unknown activation code");
+  check_dtype(dtype, "modulated_conv2d");
+  const bool empty = sizes[0] == 0 || sizes[2] == 0 || sizes[7] == 0 || sizes[8] == 0;
+  if (!empty) {
+    require(sizes[1] >= 1 && sizes[3] >= 1 && sizes[4] >= 1, "modulated_conv2d: x must not be empty");
+    require(pointers[0] && pointers[1] && pointers[2] && pointers[6],
+            "modulated_conv2d: x, weight, styles and out must not be null");
+  }
+  ngd::modconv::Params p;
+  p.x = ptr<const void>(pointers[0]);
+  p.weight = ptr<const void>(pointers[1]);
+  p.s = ptr<const void>(pointers[2]);
+  p.d = ptr<const void>(pointers[3]);
+  p.noise = ptr<const void>(pointers[4]);
+  p.bias = ptr<const void>(pointers[5]);
+  p.out = ptr<void>(pointers[6]);
+  p.n = sizes[0]; p.i = sizes[1]; p.o = sizes[2]; p.h = sizes[3]; p.w = sizes[4];
+  p.kh = int(sizes[5]); p.kw = int(sizes[6]); p.oh = sizes[7]; p.ow = sizes[8];
+  p.sx_n = x_strides[0]; p.sx_c = x_strides[1]; p.sx_h = x_strides[2]; p.sx_w = x_strides[3];
+  p.sn_n = noise_strides[0]; p.sn_c = noise_strides[1]; p.sn_h = noise_strides[2]; p.sn_w = noise_strides[3];
+  p.so_n = out_strides[0]; p.so_c = out_strides[1]; p.so_h = out_strides[2]; p.so_w = out_strides[3];
+  p.pad_x0 = padding[0];
+  p.pad_y0 = padding[1];
+  p.act = act;
+  p.alpha = epilogue[0];
+  p.gain = epilogue[1];
+  p.clamp = epilogue[2];
+  p.dtype = dtype;
+  return p;
+}
+
 py::dict build_info() {
   py::dict info;
   info["version"] = NGD_VERSION;
@@ -409,6 +454,21 @@ PYBIND11_MODULE(_C, m) {
           py::gil_scoped_release release;
           ngd::render::forward_cpu(p);
         });
+  // modulated_conv2d (fused, stride 1, forward only): the same arguments on both backends,
+  // then (threads) on the CPU or (device, stream) on CUDA.
+  m.def("modulated_conv2d_forward_cpu",
+        [](std::array<std::uintptr_t, 7> pointers, std::array<int64_t, 9> sizes, std::array<int64_t, 4> x_strides,
+           std::array<int64_t, 4> noise_strides, std::array<int64_t, 4> out_strides, std::array<int, 2> padding,
+           int act, std::array<double, 3> epilogue, int dtype, int threads) {
+          auto p = modconv_params(pointers, sizes, x_strides, noise_strides, out_strides, padding, act, epilogue,
+                                  dtype);
+          require(threads >= 1, "modulated_conv2d_cpu: threads must be >= 1");
+          p.threads = threads;
+          py::gil_scoped_release release;
+          ngd::modconv::forward_cpu(p);
+        },
+        py::arg("pointers"), py::arg("sizes"), py::arg("x_strides"), py::arg("noise_strides"), py::arg("out_strides"),
+        py::arg("padding"), py::arg("act"), py::arg("epilogue"), py::arg("dtype"), py::arg("threads"));
   m.attr("RENDER_MAX_SAMPLES") = ngd::render::kMaxSamples;
   m.attr("RENDER_CUDA_MAX_CHANNELS") = ngd::render::kCudaMaxChannels;
   m.attr("RENDER_CUDA_MAX_OUTPUTS") = ngd::render::kCudaMaxOutputs;
@@ -463,6 +523,19 @@ PYBIND11_MODULE(_C, m) {
           py::gil_scoped_release release;
           ngd::composite::backward_cuda(p, device, stream);
         });
+  m.def("modulated_conv2d_forward_cuda",
+        [](std::array<std::uintptr_t, 7> pointers, std::array<int64_t, 9> sizes, std::array<int64_t, 4> x_strides,
+           std::array<int64_t, 4> noise_strides, std::array<int64_t, 4> out_strides, std::array<int, 2> padding,
+           int act, std::array<double, 3> epilogue, int dtype, int device, std::uintptr_t stream) {
+          const auto p = modconv_params(pointers, sizes, x_strides, noise_strides, out_strides, padding, act,
+                                        epilogue, dtype);
+          require(device >= 0, "modulated_conv2d_cuda: device must be >= 0");
+          py::gil_scoped_release release;
+          ngd::modconv::forward_cuda(p, device, stream);
+        },
+        py::arg("pointers"), py::arg("sizes"), py::arg("x_strides"), py::arg("noise_strides"), py::arg("out_strides"),
+        py::arg("padding"), py::arg("act"), py::arg("epilogue"), py::arg("dtype"), py::arg("device"),
+        py::arg("stream"));
   m.def("render_triplanes_forward_cuda",
         [](std::array<std::uintptr_t, 11> pointers, std::array<int64_t, 9> sizes,
            std::array<int64_t, 5> plane_strides, std::array<int, 6> axes, std::array<double, 3> depths,

@@ -1,7 +1,9 @@
 """modulated_conv2d: the reference and each backend against fixtures from the official code,
 gradients of first and second order (path-length regularisation differentiates through it
-twice), and bad inputs; the fused Triton kernel (up = down = 1, with its noise/bias/act/clamp
-epilogue) against the torch reference on tiny shapes (its interpreter is slow)."""
+twice), and bad inputs; the fused kernels (up = down = 1, with their noise/bias/act/clamp
+epilogue: Triton on tiny shapes as its interpreter is slow, the CUDA kernel and its CPU twin
+also on wider random cases) and the Triton backward kernels against the fp64 torch reference."""
+import functools
 import importlib
 import itertools
 import random
@@ -12,9 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from helpers import backend_params
-from nerfgan_distill import ops
+from nerfgan_distill import _native, ops
 from nerfgan_distill.ops import bias_act_ref, modulated_conv2d_ref
-from nerfgan_distill.ops.upfirdn2d import parse_padding
+from nerfgan_distill.ops._common import compute_dtype
+from nerfgan_distill.ops.bias_act_ref import ACTIVATIONS
 
 BACKENDS = backend_params()
 OFFICIAL = torch.load(Path(__file__).parent / "fixtures" / "stylegan_ops.pt", weights_only=True)["modulated_conv2d"]
@@ -81,24 +84,35 @@ def test_bad_inputs_raise_clear_errors(kwargs, error, match):
         ops.modulated_conv2d(**args, backend="torch")
 
 
-# --- the fused Triton kernel (up = down = 1) ---------------------------------------------------
+# --- the fused kernels (up = down = 1) ----------------------------------------------------------
+# Triton, CUDA, and the CUDA kernel's CPU twin ('cpu-twin': _cpu_twin, at every size, so these
+# tests run the CUDA kernel's tile math without a GPU; backend 'cpu' uses it only where it pays).
 
-TRITON = [p for p in BACKENDS if p.values[0] == "triton"]
+MODCONV = importlib.import_module("nerfgan_distill.ops.modulated_conv2d")  # the attribute is the function
+FUSED_PATH = importlib.import_module("nerfgan_distill.ops.modulated_conv2d_fused")
+FUSED = [pytest.param("cpu-twin", "cpu", id="cpu-twin")] + [p for p in BACKENDS if p.values[0] in ("triton", "cuda")]
+TWIN_AND_CUDA = [p for p in FUSED if p.values[0] != "triton"]  # fast enough for many and larger cases
+CUDA = [p for p in BACKENDS if p.values[0] == "cuda"]
+TRITON = [p for p in BACKENDS if p.values[0] == "triton"]  # the backend whose backward runs kernels
+
+
+def _fused_op(backend):
+    """modulated_conv2d on a fused backend ('cpu-twin': the CPU twin at every size)."""
+    return MODCONV._cpu_twin if backend == "cpu-twin" else functools.partial(ops.modulated_conv2d, backend=backend)
 
 
 @pytest.fixture
 def launches(monkeypatch):
-    """Count the fused kernel's launches, so the tests know the fused path ran."""
-    from nerfgan_distill.triton_kernels import modulated_conv2d as kernels
-
+    """Count the fused forward kernel's launches (any backend; the Triton backward's dL/dx is
+    one too), so the tests know the fused path ran."""
     calls = []
-    original = kernels.launch
+    original = FUSED_PATH._launch_forward
 
-    def counting(*args, **kwargs):
-        calls.append(args[0].dtype)
-        return original(*args, **kwargs)
+    def counting(backend, x, *args, **kwargs):
+        calls.append(x.dtype)
+        return original(backend, x, *args, **kwargs)
 
-    monkeypatch.setattr(kernels, "launch", counting)
+    monkeypatch.setattr(FUSED_PATH, "_launch_forward", counting)
     return calls
 
 
@@ -131,6 +145,8 @@ EPILOGUES = {
     "linear-clamp": dict(act="linear", clamp=0.5, gain=0.5),
     "tanh": dict(bias=True, act="tanh"),
 }
+# Every activation with a bias, a gain and a clamp (the wide cases').
+EVERY_ACT = {f"{act}-gain-clamp": dict(bias=True, act=act, alpha=0.3, gain=1.7, clamp=0.9) for act in ACTIVATIONS}
 
 
 def _random_cases(count, seed=0):
@@ -167,77 +183,195 @@ def _gradient_cases(count, seed=0):
         py1, px1 = max(rng.randint(-1, kh - 1), kh - h - py0), max(rng.randint(-1, kw - 1), kw - w - px0)
         overrides = {}
         if c["epilogue"] not in ("none", "bias"):
-            overrides["act"] = rng.choice(list(bias_act_ref.ACTIVATIONS))
-        cases.append(dict(c, kernel=(kh, kw), padding=[px0, px1, py0, py1], flip=rng.choice([True, False]),
+            overrides["act"] = rng.choice(list(ACTIVATIONS))
+        cases.append(dict(c, k=(kh, kw), padding=[px0, px1, py0, py1], flip=rng.choice([True, False]),
                           overrides=overrides))
-    for act, flip in zip(bias_act_ref.ACTIVATIONS, itertools.cycle([True, False])):
-        cases.append(dict(n=2, i=3, o=4, hw=(5, 6), k=3, kernel=(3, 3), padding=[1, 0, 2, 1], demodulate=True,
+    for act, flip in zip(ACTIVATIONS, itertools.cycle([True, False])):
+        cases.append(dict(n=2, i=3, o=4, hw=(5, 6), k=3, padding=[1, 0, 2, 1], demodulate=True,
                           fused=True, flip=flip, noise="n1hw", epilogue="tanh", overrides=dict(act=act)))
     cases.append(dict(n=2, i=3, o=4, hw=(5, 6), k=3, padding=1, demodulate=False, fused=True, noise="1o11",
                       epilogue="bias", overrides=dict(gain=2.5)))
     return cases
 
 
+def _wide_cases(count, seed=0):
+    """_random_cases' kind, drawn wider for the kernels that run fast here: kernels up to 5x5
+    (and not square), asymmetric padding, flip_weight=False, every activation, channels past
+    one tile (the kernels' tiles hold 16 to 64 channels and 64 to 256 pixels), images of one
+    row or column, x channels-last or sliced."""
+    rng = random.Random(seed)
+    epilogues = list(EPILOGUES) + list(EVERY_ACT)
+    cases = []
+    for index in range(count):
+        k = rng.choice([(1, 1), (3, 3), (2, 3), (5, 1), (5, 5)])
+        hw = rng.choice([(1, 1), (1, 9), (9, 1), (5, 7), (13, 11), (17, 23)])
+        padding = [rng.randint(0, kk - 1) for kk in (k[1], k[1], k[0], k[0])]  # x0, x1, y0, y1
+        for axis, size in ((0, hw[1]), (2, hw[0])):  # at least one output row and column
+            padding[axis + 1] = max(padding[axis + 1], k[1 - axis // 2] - size - padding[axis])
+        cases.append(dict(n=rng.choice([1, 2, 3]), i=rng.choice([1, 3, 8, 37, 70]), o=rng.choice([1, 3, 5, 17, 70]),
+                          hw=hw, k=k, padding=padding, flip=rng.choice([True, False]),
+                          demodulate=rng.choice([True, False]), fused=rng.choice([True, False]),
+                          noise=rng.choice(["none", "n1hw", "hw", "full", "1o11"]),
+                          epilogue=epilogues[index] if index < len(epilogues) else rng.choice(epilogues),
+                          layout=rng.choice(["contiguous", "contiguous", "channels_last", "sliced"])))
+    return cases
+
+
 def _case_id(c):
-    kernel = "{}x{}".format(*c["kernel"]) if "kernel" in c else c["k"]
-    extra = "".join(f"-{key}_{value}" for key, value in c.get("overrides", {}).items())
-    if "flip" in c:
-        extra += f"-pad_{'_'.join(map(str, parse_padding('test', c['padding'])))}-{'flip' if c['flip'] else 'noflip'}"
-    return (f"n{c['n']}-i{c['i']}-o{c['o']}-{c['hw'][0]}x{c['hw'][1]}-k{kernel}-{'demod' if c['demodulate'] else 'mod'}"
-            f"-{'fused' if c['fused'] else 'split'}-noise_{c['noise']}-{c['epilogue']}{extra}")
+    kh, kw = _kernel_size(c)
+    text = (f"n{c['n']}-i{c['i']}-o{c['o']}-{c['hw'][0]}x{c['hw'][1]}-k{kh if kh == kw else f'{kh}x{kw}'}"
+            f"-{'demod' if c['demodulate'] else 'mod'}-{'fused' if c['fused'] else 'split'}-noise_{c['noise']}"
+            f"-{c['epilogue']}")
+    padding = c["padding"]
+    if padding != kh // 2 or kh != kw:
+        text += "-pad" + ("_".join(str(v) for v in padding) if isinstance(padding, list) else str(padding))
+    if not c.get("flip", True):
+        text += "-conv"
+    if c.get("layout", "contiguous") != "contiguous":
+        text += f"-{c['layout']}"
+    return text + "".join(f"-{key}_{value}" for key, value in c.get("overrides", {}).items())
+
+
+def _kernel_size(c):
+    return (c["k"], c["k"]) if isinstance(c["k"], int) else c["k"]
+
+
+def _in_layout(x, layout):
+    """x with the same values in another memory layout."""
+    if layout == "channels_last":
+        return x.contiguous(memory_format=torch.channels_last)
+    if layout == "sliced":
+        n, i, h, w = x.shape
+        big = x.new_zeros(n, 2 * i, h, 2 * w)
+        big[:, ::2, :, ::2] = x
+        return big[:, ::2, :, ::2]
+    return x
 
 
 def _inputs(c, dtype, device, seed=0):
     g = torch.Generator().manual_seed(seed)
     h, w = c["hw"]
-    kh, kw = c.get("kernel", (c["k"], c["k"]))
-    px0, px1, py0, py1 = parse_padding("test", c["padding"])
+    kh, kw = _kernel_size(c)
     x = torch.randn(c["n"], c["i"], h, w, generator=g, dtype=torch.float64).to(device, dtype)
+    x = _in_layout(x, c.get("layout", "contiguous"))
     weight = torch.randn(c["o"], c["i"], kh, kw, generator=g, dtype=torch.float64).to(device, dtype)
     styles = (torch.randn(c["n"], c["i"], generator=g, dtype=torch.float64) + 1).to(device, dtype)
-    noise = _noise(c["noise"], c["n"], c["o"], h + py0 + py1 - kh + 1, w + px0 + px1 - kw + 1, torch.float64, device)
+    noise = _noise(c["noise"], c["n"], c["o"], *_out_size(c), torch.float64, device)
     noise = None if noise is None else noise.to(dtype)
-    epi = dict(EPILOGUES[c["epilogue"]], **c.get("overrides", {}))
+    epi = dict({**EPILOGUES, **EVERY_ACT}[c["epilogue"]], **c.get("overrides", {}))
     if epi.pop("bias", False):
         epi["bias"] = torch.randn(c["o"], generator=g, dtype=torch.float64).to(device, dtype)
-    kwargs = dict(noise=noise, padding=c["padding"], demodulate=c["demodulate"], fused_modconv=c["fused"],
-                  flip_weight=c.get("flip", True), **epi)
+    kwargs = dict(noise=noise, padding=c["padding"], demodulate=c["demodulate"], fused_modconv=c["fused"], **epi)
+    if not c.get("flip", True):
+        kwargs["flip_weight"] = False
     return x, weight, styles, kwargs
 
 
-@pytest.mark.parametrize("backend,device", TRITON)
+def _out_size(c):
+    kh, kw = _kernel_size(c)
+    x0, x1, y0, y1 = (c["padding"],) * 4 if isinstance(c["padding"], int) else c["padding"]
+    return c["hw"][0] + y0 + y1 - kh + 1, c["hw"][1] + x0 + x1 - kw + 1
+
+
+def _fp64_reference(x, weight, styles, kwargs):
+    """The torch backend on fp64 copies of every tensor."""
+    kwargs64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
+    return ops.modulated_conv2d(x.double(), weight.double(), styles.double(), **kwargs64, backend="torch")
+
+
+UNIT_ROUNDOFF = {torch.float64: 2.0 ** -53, torch.float32: 2.0 ** -24, torch.float16: 2.0 ** -11,
+                 torch.bfloat16: 2.0 ** -8}
+
+
+def _term_sizes(x, weight, styles, kwargs):
+    """Per output element, the sizes of the terms its convolution sums (x times the modulated,
+    demodulated weight): their sum of magnitudes and their root-sum-square."""
+    conv = {k: kwargs[k] for k in ("padding", "flip_weight") if k in kwargs}
+    x64, w64, s64 = x.double(), weight.double(), styles.double()
+    l1 = ops.modulated_conv2d(x64.abs(), w64.abs(), s64.abs(), demodulate=False, **conv, backend="torch")
+    sum_sq = ops.modulated_conv2d(x64.square(), w64.square(), s64.square(), demodulate=False, **conv, backend="torch")
+    if kwargs.get("demodulate", True):
+        d = (s64.square() @ w64.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()[:, :, None, None]
+        l1, sum_sq = l1 * d, sum_sq * d.square()
+    return l1, sum_sq.sqrt()
+
+
+def _assert_matches_fp64_reference(y, x, weight, styles, kwargs):
+    """y against the torch reference on fp64 copies, within the rounding error a fused kernel
+    may make: the output's rounding and its activation's, fp32 (fp64) accumulation (at most ~K
+    ulp of the summed magnitudes, noise and bias included; 16 here) and for fp16/bf16 the
+    rounding of the modulated weight to x's dtype
+    (a random error per term: 4 sigma of the terms' root-sum-square), all through the
+    activation's slope (at most 1.76, selu's) times the gain. A sum that cancels thus gets a
+    large absolute tolerance, while an indexing or epilogue error stays far outside it."""
+    want = _fp64_reference(x, weight, styles, kwargs)
+    assert y.dtype == x.dtype and y.shape == want.shape
+    l1, rss = _term_sizes(x, weight, styles, kwargs)
+    act = kwargs.get("act", "linear")
+    slope = 1.76 * abs(kwargs.get("gain", ACTIVATIONS[act].default_gain))
+    u_out, u_acc = UNIT_ROUNDOFF[x.dtype], UNIT_ROUNDOFF[compute_dtype(x.dtype)]
+    u_weight = u_out if x.dtype in (torch.float16, torch.bfloat16) else 0.0
+    added = torch.zeros_like(want)  # the sizes of what the epilogue adds
+    if kwargs.get("noise") is not None:
+        added = added + kwargs["noise"].double().abs()
+    if kwargs.get("bias") is not None:
+        added = added + kwargs["bias"].double().abs().reshape(-1, 1, 1)
+    bound = 4 * u_out * want.abs() + slope * (16 * u_acc * (l1 + added) + 4 * u_weight * rss) + 1e-300
+    error = (y.double() - want).abs()
+    ok = (error <= bound) | (torch.isnan(y.double()) & torch.isnan(want))
+    assert ok.all(), (f"{int((~ok).sum())} of {ok.numel()} elements differ beyond the rounding bound; worst "
+                      f"error / bound: {float((error / bound)[~ok].max()):.3g}, max error {float(error.max()):.3g}")
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
 @pytest.mark.parametrize("case", _random_cases(24), ids=_case_id)
-def test_fused_triton_matches_reference(backend, device, dtype, case, launches):
+def test_fused_matches_reference(backend, device, dtype, case, launches):
     x, weight, styles, kwargs = _inputs(case, dtype, device)
-    y = ops.modulated_conv2d(x, weight, styles, **kwargs, backend=backend)
+    y = _fused_op(backend)(x, weight, styles, **kwargs)
     assert launches == [dtype]
-    want = ops.modulated_conv2d(x, weight, styles, **kwargs, backend="torch")
-    assert y.dtype == dtype and y.shape == want.shape
-    tol = 1e-11 if dtype == torch.float64 else 2e-5
-    torch.testing.assert_close(y, want, rtol=tol, atol=tol)
+    _assert_matches_fp64_reference(y, x, weight, styles, kwargs)
 
 
-@pytest.mark.parametrize("backend,device", TRITON)
+@pytest.mark.parametrize("backend,device", TWIN_AND_CUDA)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("case", _wide_cases(60), ids=_case_id)
+def test_fused_wide_cases_match_reference(backend, device, dtype, case, launches):
+    x, weight, styles, kwargs = _inputs(case, dtype, device)
+    y = _fused_op(backend)(x, weight, styles, **kwargs)
+    assert launches == [dtype]
+    _assert_matches_fp64_reference(y, x, weight, styles, kwargs)
+    if case["layout"] == "channels_last" and not x.is_contiguous():  # out follows x's layout
+        assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("backend,device", TWIN_AND_CUDA)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("case", _wide_cases(20, seed=1), ids=_case_id)
+def test_fused_wide_cases_low_precision(backend, device, dtype, case, launches):
+    x, weight, styles, kwargs = _inputs(case, dtype, device)
+    y = _fused_op(backend)(x, weight.float(), styles.float(), **kwargs)
+    assert launches == [dtype]
+    _assert_matches_fp64_reference(y, x, weight, styles, kwargs)
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("demodulate", [True, False])
 @pytest.mark.parametrize("k", [1, 3])
-def test_fused_triton_low_precision(backend, device, dtype, demodulate, k, launches):
-    # bf16 runs its tile products in fp32 under the interpreter (its bf16 tl.dot is wrong).
+def test_fused_low_precision(backend, device, dtype, demodulate, k, launches):
+    # bf16 runs its tile products in fp32 under the Triton interpreter (its bf16 tl.dot is wrong).
     case = dict(n=2, i=8, o=5, hw=(5, 7), k=k, padding=k // 2, demodulate=demodulate, fused=True, noise="n1hw",
                 epilogue="lrelu-alpha-gain-clamp")
     x, weight, styles, kwargs = _inputs(case, dtype, device)
-    y = ops.modulated_conv2d(x, weight.float(), styles.float(), **kwargs, backend=backend)
-    assert launches == [dtype] and y.dtype == dtype
-    kwargs64 = {k: (v.double() if isinstance(v, torch.Tensor) else v) for k, v in kwargs.items()}
-    want = ops.modulated_conv2d(x.double(), weight.double(), styles.double(), **kwargs64, backend="torch")
-    tol = 2e-2 if dtype == torch.float16 else 6e-2
-    torch.testing.assert_close(y.double(), want, rtol=tol, atol=tol)
+    y = _fused_op(backend)(x, weight.float(), styles.float(), **kwargs)
+    assert launches == [dtype]
+    _assert_matches_fp64_reference(y, x, weight, styles, kwargs)
 
 
-@pytest.mark.parametrize("backend,device", TRITON)
+@pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("layout", ["channels_last", "sliced", "transposed", "expanded_styles"])
-def test_fused_triton_layouts(backend, device, layout, launches):
+def test_fused_layouts(backend, device, layout, launches):
     g = torch.Generator().manual_seed(1)
     x = torch.randn(2, 5, 6, 7, generator=g).to(device)
     weight = torch.randn(3, 5, 3, 3, generator=g).to(device)
@@ -253,7 +387,7 @@ def test_fused_triton_layouts(backend, device, layout, launches):
         styles = styles[:1].expand(2, 5)
     assert not x.is_contiguous() or layout == "expanded_styles"
     kwargs = dict(padding=1, noise=torch.randn(6, 7, device=device), bias=torch.randn(3, device=device), act="lrelu")
-    y = ops.modulated_conv2d(x, weight, styles, **kwargs, backend=backend)
+    y = _fused_op(backend)(x, weight, styles, **kwargs)
     assert launches == [torch.float32]
     want = ops.modulated_conv2d(x.contiguous(), weight.contiguous(), styles.contiguous(), **kwargs, backend="torch")
     torch.testing.assert_close(y, want, rtol=2e-5, atol=2e-5)
@@ -261,38 +395,137 @@ def test_fused_triton_layouts(backend, device, layout, launches):
         assert y.is_contiguous(memory_format=torch.channels_last)
 
 
-@pytest.mark.parametrize("backend,device", TRITON)
+@pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("padding,flip_weight", [([1, 0, 2, 0], True), ([0, 2, 1, 1], False), (2, False),
                                                  (-1, True), ([1, 1, 0, 0], False)])
-def test_fused_triton_padding_and_flip(backend, device, padding, flip_weight, launches):
+def test_fused_padding_and_flip(backend, device, padding, flip_weight, launches):
     g = torch.Generator().manual_seed(2)
     x = torch.randn(2, 3, 5, 7, generator=g, dtype=torch.float64).to(device)
     weight = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64).to(device)
     styles = torch.randn(2, 3, generator=g, dtype=torch.float64).to(device)
-    kwargs = dict(padding=padding, flip_weight=flip_weight, resample_filter=FIR.to(device), bias=torch.ones(4).double())
-    y = ops.modulated_conv2d(x, weight, styles, **kwargs, backend=backend)
+    kwargs = dict(padding=padding, flip_weight=flip_weight, resample_filter=FIR.to(device),
+                  bias=torch.ones(4, dtype=torch.float64, device=device))
+    y = _fused_op(backend)(x, weight, styles, **kwargs)
     assert launches == [torch.float64]
     want = ops.modulated_conv2d(x, weight, styles, **kwargs, backend="torch")
     torch.testing.assert_close(y, want, rtol=1e-11, atol=1e-11)
 
 
-@pytest.mark.parametrize("backend,device", TRITON)
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_fused_clamp_passes_nan(backend, device, dtype, launches):
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 6, 5, 7, generator=g).to(device, dtype)
+    weight, styles = torch.randn(5, 6, 3, 3, generator=g).to(device), torch.randn(2, 6, generator=g).to(device) + 1
+    noise = torch.randn(2, 5, 5, 7, generator=g)
+    noise[0, 1, 2, 3] = noise[1, 4, 0, 0] = float("nan")
+    kwargs = dict(padding=1, noise=noise.to(device, dtype), bias=torch.randn(5, generator=g).to(device), act="lrelu",
+                  clamp=0.25)
+    y = _fused_op(backend)(x, weight, styles, **kwargs)
+    assert launches == [dtype]
+    assert torch.equal(torch.isnan(y).cpu(), torch.isnan(noise))
+    finite = y[~torch.isnan(y)]
+    assert finite.abs().max() <= 0.25 and (finite.abs() == 0.25).any()  # the clamp bites
+    want = _fp64_reference(x, weight, styles, kwargs)
+    torch.testing.assert_close(y.double(), want, rtol=2e-2, atol=2e-2, equal_nan=True)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_cases_the_kernel_does_not_cover_use_the_composite(backend, device, launches):
-    x, weight, styles = torch.randn(2, 4, 6, 6), torch.randn(3, 4, 3, 3), torch.randn(2, 4) + 1
-    epi = dict(bias=torch.randn(3), act="lrelu", clamp=0.5)
+    x, weight, styles = (torch.randn(2, 4, 6, 6, device=device), torch.randn(3, 4, 3, 3, device=device),
+                         torch.randn(2, 4, device=device) + 1)
+    epi = dict(bias=torch.randn(3, device=device), act="lrelu", clamp=0.5)
     # up = 2 with an epilogue: composite, then bias_act on the backend.
-    kwargs = dict(up=2, padding=1, resample_filter=FIR, flip_weight=False, **epi)
+    kwargs = dict(up=2, padding=1, resample_filter=FIR.to(device), flip_weight=False, **epi)
     y = ops.modulated_conv2d(x, weight, styles, **kwargs, backend=backend)
     want = ops.modulated_conv2d(x, weight, styles, **kwargs, backend="torch")
     torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-5)
     # fp32 noise on fp16 x: the reference's y + noise promotes to fp32; the composite keeps that.
     xh = x.half()
-    y = ops.modulated_conv2d(xh, weight, styles, noise=torch.randn(2, 1, 6, 6), padding=1, backend=backend)
+    y = ops.modulated_conv2d(xh, weight, styles, noise=torch.randn(2, 1, 6, 6, device=device), padding=1,
+                             backend=backend)
     assert y.dtype == torch.float32
     # noise that broadcasts to a bigger shape than the output.
-    y = ops.modulated_conv2d(x, weight, styles, noise=torch.randn(5, 1, 1, 1, 1), padding=1, backend=backend)
+    y = ops.modulated_conv2d(x, weight, styles, noise=torch.randn(5, 1, 1, 1, 1, device=device), padding=1,
+                             backend=backend)
     assert y.shape == (5, 2, 3, 6, 6)
     assert launches == []
+    with pytest.raises(ValueError, match="the CPU twin runs only calls the fused kernels cover"):
+        MODCONV._cpu_twin(x.cpu(), weight.cpu(), styles.cpu(), up=2, padding=1, resample_filter=FIR)
+
+
+@pytest.mark.parametrize("shape,dtype,fused_modconv,twin", [
+    ((4, 8, 8), torch.float32, True, True), ((2, 8, 8), torch.bfloat16, True, True),
+    ((4, 9, 9), torch.float32, True, False), ((1, 8, 8), torch.float32, True, False),
+    ((4, 8, 8), torch.float64, False, False), ((1, 16, 16), torch.float16, False, True)])
+def test_cpu_backend_runs_the_twin_where_it_pays(shape, dtype, fused_modconv, twin, launches):
+    n, h, w = shape
+    x = torch.randn(n, 6, h, w, dtype=dtype)
+    y = ops.modulated_conv2d(x, torch.randn(4, 6, 3, 3), torch.randn(n, 6) + 1, padding=1, bias=torch.randn(4),
+                             act="lrelu", fused_modconv=fused_modconv, backend="cpu")
+    assert launches == ([dtype] if twin else [])
+    assert y.shape == (n, 4, h, w) and y.dtype == dtype
+
+
+def test_cpu_twin_results_do_not_depend_on_the_thread_count():
+    case = dict(n=3, i=37, o=70, hw=(13, 11), k=3, padding=1, demodulate=True, fused=True, noise="n1hw",
+                epilogue="lrelu-alpha-gain-clamp")
+    x, weight, styles, kwargs = _inputs(case, torch.float32, "cpu")
+    threads = torch.get_num_threads()
+    try:
+        outputs = []
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            outputs.append(MODCONV._cpu_twin(x, weight, styles, **kwargs))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
+
+
+def _native_args(**changes):
+    """Arguments of _C.modulated_conv2d_forward_cpu for a tiny valid call, with `changes`."""
+    x, w, s, out = torch.ones(1, 2, 3, 3), torch.ones(3, 3, 4, 2), torch.ones(1, 2), torch.empty(1, 4, 3, 3)
+    args = dict(pointers=[x.data_ptr(), w.data_ptr(), s.data_ptr(), 0, 0, 0, out.data_ptr()],
+                sizes=[1, 2, 4, 3, 3, 3, 3, 3, 3], x_strides=list(x.stride()), noise_strides=[0, 0, 0, 0],
+                out_strides=list(out.stride()), padding=[1, 1], act=0, epilogue=[0.0, 1.0, -1.0], dtype=0, threads=1)
+    args.update(changes)
+    return args, (x, w, s, out)
+
+
+@pytest.mark.parametrize("changes,match", [
+    (dict(sizes=[1, 2, 4, 3, -3, 3, 3, 3, 3]), "sizes must be >= 0"),
+    (dict(sizes=[1, 2, 4, 3, 3, 0, 3, 3, 3]), "kernel height and width"),
+    (dict(sizes=[1, 0, 4, 3, 3, 3, 3, 3, 3]), "x must not be empty"),
+    (dict(pointers=[0, 1, 1, 0, 0, 0, 1]), "must not be null"),
+    (dict(act=99), "unknown activation code"),
+    (dict(dtype=7), "unknown dtype code"),
+    (dict(threads=0), "threads must be >= 1"),
+])
+def test_native_entry_point_rejects_impossible_calls(changes, match):
+    native = _native.load()
+    args, tensors = _native_args(**changes)
+    with pytest.raises(ValueError, match=match):
+        native.modulated_conv2d_forward_cpu(**args)
+    args, tensors = _native_args()  # and the unchanged call runs
+    native.modulated_conv2d_forward_cpu(**args)
+    assert torch.equal(tensors[3], MODCONV._cpu_twin(tensors[0], torch.ones(4, 2, 3, 3), tensors[2], padding=1,
+                                                     demodulate=False))
+
+
+@pytest.mark.parametrize("backend,device", CUDA)
+def test_cuda_kernel_batches_past_grid_z_on_a_side_stream(backend, device, launches):
+    # More samples than grid.z could hold, launched on a user stream.
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(70000, 3, 2, 2, generator=g).to(device)
+    weight, styles = torch.randn(2, 3, 3, 3, generator=g).to(device), torch.randn(70000, 3, generator=g).to(device)
+    kwargs = dict(padding=1, bias=torch.randn(2, generator=g).to(device), act="lrelu")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        y = ops.modulated_conv2d(x, weight, styles, **kwargs, backend=backend)
+    stream.synchronize()
+    assert launches == [torch.float32]
+    _assert_matches_fp64_reference(y, x, weight, styles, kwargs)
 
 
 def test_defaults_add_no_epilogue_and_epilogue_is_bias_act():
@@ -308,10 +541,10 @@ def test_defaults_add_no_epilogue_and_epilogue_is_bias_act():
     assert torch.equal(y, bias_act_ref.bias_act_ref(plain, bias, 1, "lrelu", 0.2, 2 ** 0.5, 0.3))
 
 
-@pytest.mark.parametrize("backend,device", TRITON)
+@pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("k", [1, 3])
-def test_fused_triton_gradients_match_reference(backend, device, fused, k, launches):
+def test_fused_gradients_match_reference(backend, device, fused, k, launches):
     g = torch.Generator().manual_seed(4)
     x = torch.randn(2, 5, 4, 5, generator=g).to(device).requires_grad_(True)
     weight = torch.randn(3, 5, k, k, generator=g).to(device).requires_grad_(True)
@@ -322,7 +555,7 @@ def test_fused_triton_gradients_match_reference(backend, device, fused, k, launc
     kwargs = dict(padding=k // 2, fused_modconv=fused, act="lrelu", gain=1.5, clamp=1.0)
 
     def run(x, weight, styles, bias, noise, backend):
-        return ops.modulated_conv2d(x, weight, styles, noise=noise, bias=bias, **kwargs, backend=backend)
+        return _fused_op(backend)(x, weight, styles, noise=noise, bias=bias, **kwargs)
 
     y = run(*params, backend)
     assert launches == [torch.float32]
@@ -338,14 +571,14 @@ def test_fused_triton_gradients_match_reference(backend, device, fused, k, launc
         assert not run(*params, backend).requires_grad
 
 
-@pytest.mark.parametrize("backend,device", TRITON)
-def test_fused_triton_gradcheck_fp64(backend, device, launches):
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_fused_gradcheck_fp64(backend, device, launches):
     g = torch.Generator().manual_seed(5)
     inputs = [torch.randn(shape, generator=g, dtype=torch.float64).to(device).requires_grad_(True)
               for shape in ([1, 2, 3, 3], [3, 2, 3, 3], [1, 2], [3], [1, 1, 3, 3])]
 
     def fn(x, weight, styles, bias, noise):
-        return ops.modulated_conv2d(x, weight, styles, noise=noise, bias=bias, padding=1, act="tanh", backend=backend)
+        return _fused_op(backend)(x, weight, styles, noise=noise, bias=bias, padding=1, act="tanh")
 
     assert torch.autograd.gradcheck(fn, inputs)
     assert torch.autograd.gradgradcheck(fn, inputs)
@@ -433,7 +666,7 @@ def test_fused_triton_backward_low_precision(backend, device, dtype, demodulate,
 @pytest.mark.parametrize("backend,device", TRITON)
 def test_fused_triton_backward_recomputes_only_for_create_graph(backend, device, monkeypatch, launches,
                                                                 weight_grad_launches):
-    module = importlib.import_module("nerfgan_distill.ops.modulated_conv2d")
+    module = MODCONV
     composite_calls = []
     original = module._composite
 
@@ -460,7 +693,7 @@ def test_fused_triton_backward_recomputes_only_for_create_graph(backend, device,
                                    ("x", "noise"), ("styles", "weight")], ids="-".join)
 def test_fused_triton_backward_computes_only_what_is_needed(backend, device, names, launches,
                                                             weight_grad_launches):
-    case = dict(n=2, i=5, o=3, hw=(5, 6), k=3, kernel=(3, 2), padding=[1, 0, 2, 1], flip=False, demodulate=True,
+    case = dict(n=2, i=5, o=3, hw=(5, 6), k=(3, 2), padding=[1, 0, 2, 1], flip=False, demodulate=True,
                 fused=True, noise="hw", epilogue="lrelu")
     x, weight, styles, kwargs = _inputs(case, torch.float64, device)
     got = _run_grads(x, weight, styles, kwargs, names, backend)

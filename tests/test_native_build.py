@@ -89,7 +89,7 @@ def test_every_subpackage_is_installed():
 
 
 ISA_PROBE = r"""
-import sys, torch
+import importlib, sys, torch
 import nerfgan_distill as nd
 from nerfgan_distill import _native
 from nerfgan_distill.ops.bias_act_ref import ACTIVATIONS
@@ -101,6 +101,11 @@ for act in ACTIVATIONS:
     y = nd.ops.bias_act(x, b, act=act, clamp=3.0, backend="cpu")
     gx, gb = torch.autograd.grad(y, (x, b), torch.ones_like(y), create_graph=True)
     outs += [y, gx, gb] + list(torch.autograd.grad((gx * gx).sum(), (x, b), allow_unused=True))
+modconv = importlib.import_module("nerfgan_distill.ops.modulated_conv2d")  # the CPU twin of the CUDA kernel
+xs, ws = torch.randn(2, 37, 9, 11, generator=gen), torch.randn(70, 37, 3, 3, generator=gen)
+ss = torch.randn(2, 37, generator=gen)
+for dtype in (torch.float32, torch.float64, torch.bfloat16):
+    outs.append(modconv._cpu_twin(xs.to(dtype), ws, ss + 1, padding=1, act="swish", clamp=2.0))
 torch.save([o for o in outs if o is not None], sys.argv[1])
 print(_native.build_info()["cpu_isa"])
 """

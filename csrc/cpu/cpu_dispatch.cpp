@@ -6,6 +6,7 @@
 
 #include "nerfgan_distill/bias_act.h"
 #include "nerfgan_distill/composite.h"
+#include "nerfgan_distill/modconv.h"
 #include "nerfgan_distill/render.h"
 #include "nerfgan_distill/triplane.h"
 #include "nerfgan_distill/upfirdn2d.h"
@@ -71,5 +72,11 @@ namespace baseline { void forward_cpu_isa(const Params& p); }
 namespace avx2 { void forward_cpu_isa(const Params& p); }
 void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
 }  // namespace render
+
+namespace modconv {
+namespace baseline { void forward_cpu_isa(const Params& p); }
+namespace avx2 { void forward_cpu_isa(const Params& p); }
+void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
+}  // namespace modconv
 
 }  // namespace ngd
