@@ -34,7 +34,7 @@ LAYERS = {"conv0_up": (3, 2, True, "lrelu"), "conv1": (3, 1, True, "lrelu"), "to
 # shape = (batch, output resolution); channels follow from the resolution
 SHAPES = {
     "quick": {"conv1": [(2, 8)]},
-    "cpu": {"conv1": [(4, 8), (4, 32), (1, 128), (4, 128)], "conv0_up": [(4, 32), (1, 128)],
+    "cpu": {"conv1": [(4, 8), (4, 32), (1, 128)], "conv0_up": [(4, 32), (1, 128)],
             "torgb": [(4, 128)]},
     # every resolution at batch 8, three of them at batch 1 and 32
     "cuda": {kind: [(8, res) for res in (4, 8, 16, 32, 64, 128, 256, 512) if not (kind == "conv0_up" and res == 4)]
