@@ -64,6 +64,12 @@ def run(args: argparse.Namespace) -> list[Path]:
     dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else (
         [torch.float32, torch.float16] if device.type == "cuda" else [torch.float32])
     repeats = args.repeats if args.repeats is not None else (5 if args.quick else 20)
+    # Every case compiles its own static-shape graphs (the fastest a shape can get). Dynamo
+    # counts them all against one code object: past its default limit (8) the torch.compile
+    # rows would silently run eagerly, and its automatic dynamic shapes would change what is
+    # measured from one case to the next.
+    torch._dynamo.config.recompile_limit = 1024
+    torch._dynamo.config.automatic_dynamic_shapes = False
     # On CPU, Triton only runs under its interpreter: a correctness tool, not a timing target.
     kernel_backends = ["cuda", "triton"] if device.type == "cuda" else ["cpu"]
     kernel_backends = [b for b in kernel_backends if status(b).usable]
