@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "nerfgan_distill/cpu_vec.h"
 #include "nerfgan_distill/host_half.h"
 #include "nerfgan_distill/modconv.h"
 
@@ -18,23 +19,10 @@ namespace modconv {
 NGD_ISA_BEGIN
 namespace {
 
-#ifdef __AVX__
-constexpr int kVectorBytes = 32;
-#else
-constexpr int kVectorBytes = 16;
-#endif
-template <typename T> struct VectorOf;
-template <> struct VectorOf<float> { typedef float type __attribute__((vector_size(kVectorBytes))); };
-template <> struct VectorOf<double> { typedef double type __attribute__((vector_size(kVectorBytes))); };
-template <typename T> using Vec = typename VectorOf<T>::type;
-template <typename T> constexpr int kLanes = kVectorBytes / sizeof(T);
-
-template <typename T> Vec<T> load_vec(const T* p) {
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-template <typename T> void store_vec(T* p, Vec<T> v) { std::memcpy(p, &v, sizeof(v)); }
+using cpu_vec::kLanes;
+using cpu_vec::load_vec;
+using cpu_vec::store_vec;
+using cpu_vec::Vec;
 
 // Tile sizes: output channels, output pixels and input channels per slice. Wide suits
 // StyleGAN2's convolutions (O >= 32) up to 8 x 8 pixels, WideLong the larger images (each

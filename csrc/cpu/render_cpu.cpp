@@ -12,6 +12,7 @@
 #include <omp.h>
 #endif
 
+#include "nerfgan_distill/cpu_vec.h"
 #include "nerfgan_distill/host_half.h"
 #include "nerfgan_distill/philox.h"
 #include "nerfgan_distill/render.h"
@@ -93,25 +94,13 @@ int thread_index() {
 // the same rounding (and the same results from both ISA builds). GCC vector types keep
 // the tile in registers.
 
-#ifdef __AVX__
-constexpr int kVectorBytes = 32;
-#else
-constexpr int kVectorBytes = 16;
-#endif
-template <typename T> struct VectorOf;
-template <> struct VectorOf<float> { typedef float type __attribute__((vector_size(kVectorBytes))); };
-template <> struct VectorOf<double> { typedef double type __attribute__((vector_size(kVectorBytes))); };
-template <typename T> using Vec = typename VectorOf<T>::type;
-template <typename T> constexpr int64_t kLanes = kVectorBytes / sizeof(T);
+using cpu_vec::kLanes;
+using cpu_vec::load_vec;
+using cpu_vec::store_vec;
+using cpu_vec::Vec;
+
 constexpr int64_t kRows = 4;
 constexpr int64_t kChunk = 16;  // samples per decoder batch (a multiple of kRows); stays in L1
-
-template <typename T> Vec<T> load_vec(const T* p) {
-  Vec<T> v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-template <typename T> void store_vec(T* p, Vec<T> v) { std::memcpy(p, &v, sizeof(v)); }
 
 // A layer's weight transposed ([n_in][n_out]) and bias, zero-padded to whole tiles.
 template <typename T>
