@@ -1,4 +1,8 @@
 """Shared test helpers (conftest.py holds the fixtures)."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -18,3 +22,23 @@ def backend_params():
         pytest.param("triton", "cuda", id="triton-cuda", marks=gpu),
     ]
 
+
+
+def assert_cpu_isa_builds_agree(probe: str, tmp_path, cwd=None):
+    """Run `probe` (Python source that saves a list of tensors to sys.argv[1] and prints the CPU
+    ISA it ran) with the baseline kernels forced, then with the best build, and require the
+    AVX2 build's tensors to equal the baseline's bit for bit (skips on a baseline-only machine)."""
+    results = {}
+    for forced in ("baseline", None):
+        env = {k: v for k, v in os.environ.items() if k != "NERFGAN_DISTILL_CPU_ISA"}
+        if forced:
+            env["NERFGAN_DISTILL_CPU_ISA"] = forced
+        path = tmp_path / f"{forced or 'best'}.pt"
+        run = subprocess.run([sys.executable, "-c", probe, str(path)], env=env, capture_output=True, text=True,
+                             timeout=300, cwd=cwd)
+        assert run.returncode == 0, run.stderr
+        results[run.stdout.strip()] = torch.load(path)
+    if "avx2" not in results:
+        pytest.skip("this machine runs the baseline kernels only")
+    for base, best in zip(results["baseline"], results["avx2"]):
+        assert torch.equal(base, best), "the AVX2 kernels must give the baseline's results bit for bit"

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 import nerfgan_distill
+from helpers import assert_cpu_isa_builds_agree
 from nerfgan_distill import _native
 
 
@@ -112,17 +112,4 @@ print(_native.build_info()["cpu_isa"])
 
 
 def test_cpu_isa_variants_agree_bitwise(tmp_path):
-    results = {}
-    for forced in ("baseline", None):
-        env = {k: v for k, v in os.environ.items() if k != "NERFGAN_DISTILL_CPU_ISA"}
-        if forced:
-            env["NERFGAN_DISTILL_CPU_ISA"] = forced
-        path = tmp_path / f"{forced or 'best'}.pt"
-        run = subprocess.run([sys.executable, "-c", ISA_PROBE, str(path)], env=env, capture_output=True,
-                             text=True, timeout=300)
-        assert run.returncode == 0, run.stderr
-        results[run.stdout.strip()] = torch.load(path)
-    if "avx2" not in results:
-        pytest.skip("this machine runs the baseline kernels only")
-    for base, best in zip(results["baseline"], results["avx2"]):
-        assert torch.equal(base, best), "the AVX2 kernels must give the baseline's results bit for bit"
+    assert_cpu_isa_builds_agree(ISA_PROBE, tmp_path)

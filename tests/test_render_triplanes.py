@@ -3,15 +3,13 @@ fixtures made from EG3D's ImportanceRenderer (tools/make_render_fixtures.py), wi
 EG3D's own random numbers injected; the deterministic contract; bad inputs. The fused
 kernels against the composable path, their random numbers, and when they run."""
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import backend_params
+from helpers import assert_cpu_isa_builds_agree, backend_params
 from nerfgan_distill import _native, ops
 from nerfgan_distill.ops.importance_depths import importance_from_uniforms, importance_uniforms, sample_pdf
 from nerfgan_distill.ops.render_triplanes_ref import ray_box_limits, render_triplanes_composable
@@ -369,20 +367,7 @@ for dtype in (torch.float32, torch.float64):
 torch.save(outs, sys.argv[1])
 print(_native.build_info()["cpu_isa"])
 """
-    results = {}
-    for forced in ("baseline", None):
-        env = {k: v for k, v in os.environ.items() if k != "NERFGAN_DISTILL_CPU_ISA"}
-        if forced:
-            env["NERFGAN_DISTILL_CPU_ISA"] = forced
-        path = tmp_path / f"{forced or 'best'}.pt"
-        run = subprocess.run([sys.executable, "-c", probe, str(path)], env=env, capture_output=True, text=True,
-                             timeout=300, cwd=Path(__file__).parent.parent)
-        assert run.returncode == 0, run.stderr
-        results[run.stdout.strip()] = torch.load(path)
-    if "avx2" not in results:
-        pytest.skip("this machine runs the baseline kernels only")
-    for base, best in zip(results["baseline"], results["avx2"]):
-        assert torch.equal(base, best), "the AVX2 kernel must give the baseline's results bit for bit"
+    assert_cpu_isa_builds_agree(probe, tmp_path, cwd=Path(__file__).parent.parent)
 
 
 def pointwise(planes, decoder, origins, directions, options, seed=None):
