@@ -46,12 +46,8 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     if x.ndim == 0:
         raise ValueError("bias_act: x must have at least one dimension, got a 0-d tensor")
     dim = normalize_dim(op, dim, x.ndim)
-    if not isinstance(act, str) or act not in ACTIVATIONS:
-        raise ValueError(f"bias_act: unknown act {act!r}; expected one of {', '.join(ACTIVATIONS)}")
-    spec = ACTIVATIONS[act]
-    alpha = spec.default_alpha if alpha is None else check_finite_number(op, "alpha", alpha)
-    gain = spec.default_gain if gain is None else check_finite_number(op, "gain", gain)
-    clamp_value = -1.0 if clamp is None else check_finite_number(op, "clamp", clamp, minimum=0.0)
+    alpha, gain, clamp = activation_args(op, act, alpha, gain, clamp)
+    clamp_value = -1.0 if clamp is None else clamp
     if b is not None:
         check_float_tensor(op, "b", b)
         if b.ndim != 1 or b.shape[0] != x.shape[dim]:
@@ -60,8 +56,20 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
         check_same_device_dtype(op, "b", b, "x", x)
     name = resolve(backend, x.device)
     if name == "torch":
-        return bias_act_ref(x, b, dim, act, alpha, gain, None if clamp is None else clamp_value)
+        return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
     return torch.ops.nerfgan_distill.bias_act(x, b, dim, act, alpha, gain, clamp_value, name)
+
+
+def activation_args(op: str, act, alpha, gain, clamp) -> tuple[float, float, Optional[float]]:
+    """Validated (alpha, gain, clamp) for activation `act`, defaults filled in (clamp None: none);
+    errors name `op`. Shared with the ops that take bias_act as an epilogue."""
+    if not isinstance(act, str) or act not in ACTIVATIONS:
+        raise ValueError(f"{op}: unknown act {act!r}; expected one of {', '.join(ACTIVATIONS)}")
+    spec = ACTIVATIONS[act]
+    alpha = spec.default_alpha if alpha is None else check_finite_number(op, "alpha", alpha)
+    gain = spec.default_gain if gain is None else check_finite_number(op, "gain", gain)
+    clamp = None if clamp is None else check_finite_number(op, "clamp", clamp, minimum=0.0)
+    return alpha, gain, clamp
 
 
 def _run(mode: int, x, b, g, h, dim, act, alpha, gain, clamp, backend) -> torch.Tensor:

@@ -19,9 +19,8 @@ from typing import Optional
 import torch
 
 from ..dispatch import resolve
-from ._common import check_finite_number, check_float_tensor
-from .bias_act import bias_act
-from .bias_act_ref import ACTIVATIONS
+from ._common import check_float_tensor
+from .bias_act import activation_args, bias_act
 from .conv2d_resample import conv2d_resample
 from .modulated_conv2d_fused import FusedModConv, fused_forward
 from .modulated_conv2d_ref import modulated_conv2d_ref
@@ -91,12 +90,7 @@ def _check_arguments(x, weight, styles, noise, padding, resample_filter, demodul
 
 def _parse_epilogue(op, out_channels, bias, act, alpha, gain, clamp):
     """Validated (act, alpha, gain, clamp or None), or None when there is nothing to apply."""
-    if not isinstance(act, str) or act not in ACTIVATIONS:
-        raise ValueError(f"{op}: unknown act {act!r}; expected one of {', '.join(ACTIVATIONS)}")
-    spec = ACTIVATIONS[act]
-    alpha = spec.default_alpha if alpha is None else check_finite_number(op, "alpha", alpha)
-    gain = spec.default_gain if gain is None else check_finite_number(op, "gain", gain)
-    clamp = None if clamp is None else check_finite_number(op, "clamp", clamp, minimum=0.0)
+    alpha, gain, clamp = activation_args(op, act, alpha, gain, clamp)
     if bias is not None:
         check_float_tensor(op, "bias", bias)
         if bias.ndim != 1 or bias.shape[0] != out_channels:
