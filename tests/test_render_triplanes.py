@@ -425,15 +425,21 @@ def test_philox_known_answers():
         0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]
 
 
-@pytest.mark.parametrize("backend,device", FUSED)
-def test_fused_stochastic_follows_the_generator(backend, device, fused_only):
-    scene, options = random_scene(), options_for()
+def assert_stochastic_follows_the_generator(scene, options, backend, device):
+    """The fused kernel's random numbers come from the generator: the same seed repeats the
+    result, another seed or deterministic mode changes it. Returns the run function."""
     run = lambda **kwargs: fused(*scene, options, backend=backend, device=device, **kwargs)  # noqa: E731
     seeded = lambda seed: torch.Generator(device=device).manual_seed(seed)  # noqa: E731
     first, again, other = run(generator=seeded(5)), run(generator=seeded(5)), run(generator=seeded(6))
     det = run(deterministic=True)
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert not torch.equal(first[0], other[0]) and not torch.equal(first[0], det[0])
+    return run
+
+
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_fused_stochastic_follows_the_generator(backend, device, fused_only):
+    run = assert_stochastic_follows_the_generator(random_scene(), options_for(), backend, device)
     torch.manual_seed(7)
     default = run()
     torch.manual_seed(7)
@@ -578,13 +584,9 @@ def test_triton_philox_known_answers():
 
 @pytest.mark.parametrize("backend,device", TRITON)
 def test_triton_fused_stochastic_follows_the_generator(backend, device, fused_only):
-    scene, options = tiny_scene(n=1, r=6), options_for(depth_resolution=4, depth_resolution_importance=3)
-    run = lambda **kwargs: fused(*scene, options, backend=backend, device=device, **kwargs)  # noqa: E731
-    seeded = lambda seed: torch.Generator(device=device).manual_seed(seed)  # noqa: E731
-    first, again, other = run(generator=seeded(5)), run(generator=seeded(5)), run(generator=seeded(6))
-    det = run(deterministic=True)
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
-    assert not torch.equal(first[0], other[0]) and not torch.equal(first[0], det[0])
+    assert_stochastic_follows_the_generator(tiny_scene(n=1, r=6),
+                                            options_for(depth_resolution=4, depth_resolution_importance=3),
+                                            backend, device)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
