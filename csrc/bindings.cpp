@@ -218,14 +218,15 @@ ngd::render::Params render_params(const std::array<std::uintptr_t, 11>& pointers
 }
 
 // pointers: x, weight, styles, dcoefs (0: no demodulation), noise (0: none), bias (0: none),
-// out; sizes: n, i, o, h, w, kh, kw, out_h, out_w; strides (elements): n, c, h, w of x,
-// noise (0 where it broadcasts) and out; padding: pad_x0, pad_y0; epilogue: alpha, gain,
-// clamp (< 0: none).
-ngd::modconv::Params modconv_params(const std::array<std::uintptr_t, 7>& pointers,
+// out, v (0: none; out's strides); sizes: n, i, o, h, w, kh, kw, out_h, out_w; strides
+// (elements): n, c, h, w of x, noise (0 where it broadcasts) and out; padding: pad_x0,
+// pad_y0; epilogue: alpha, gain, clamp (< 0: none); out_compute: out and v in the compute
+// type (double for fp64, else float) instead of x's dtype.
+ngd::modconv::Params modconv_params(const std::array<std::uintptr_t, 8>& pointers,
                                     const std::array<int64_t, 9>& sizes, const std::array<int64_t, 4>& x_strides,
                                     const std::array<int64_t, 4>& noise_strides,
                                     const std::array<int64_t, 4>& out_strides, const std::array<int, 2>& padding,
-                                    int act, const std::array<double, 3>& epilogue, int dtype) {
+                                    int act, const std::array<double, 3>& epilogue, bool out_compute, int dtype) {
   for (int64_t v : sizes) require(v >= 0, "modulated_conv2d: sizes must be >= 0");
   // A tap index is an int; no real kernel comes near this bound.
   require(sizes[5] >= 1 && sizes[6] >= 1 && sizes[5] <= 32768 && sizes[6] <= 32768,
@@ -246,6 +247,8 @@ ngd::modconv::Params modconv_params(const std::array<std::uintptr_t, 7>& pointer
   p.noise = ptr<const void>(pointers[4]);
   p.bias = ptr<const void>(pointers[5]);
   p.out = ptr<void>(pointers[6]);
+  p.v = ptr<void>(pointers[7]);
+  p.out_compute = out_compute;
   p.n = sizes[0]; p.i = sizes[1]; p.o = sizes[2]; p.h = sizes[3]; p.w = sizes[4];
   p.kh = int(sizes[5]); p.kw = int(sizes[6]); p.oh = sizes[7]; p.ow = sizes[8];
   p.sx_n = x_strides[0]; p.sx_c = x_strides[1]; p.sx_h = x_strides[2]; p.sx_w = x_strides[3];
@@ -257,6 +260,45 @@ ngd::modconv::Params modconv_params(const std::array<std::uintptr_t, 7>& pointer
   p.alpha = epilogue[0];
   p.gain = epilogue[1];
   p.clamp = epilogue[2];
+  p.dtype = dtype;
+  return p;
+}
+
+// pointers: g, x, d, s, partial; sizes as modconv_params'; strides (elements): n, c, h, w of
+// g and x; splits: samples per split, pixel splits per sample group, pixels per split (the
+// partial holds ceil(n / samples per split) * pixel splits sums of [kh, kw, o, i]).
+ngd::modconv::WeightGradParams modconv_weight_grad_params(const std::array<std::uintptr_t, 5>& pointers,
+                                                          const std::array<int64_t, 9>& sizes,
+                                                          const std::array<int64_t, 4>& g_strides,
+                                                          const std::array<int64_t, 4>& x_strides,
+                                                          const std::array<int, 2>& padding,
+                                                          const std::array<int64_t, 3>& splits, int dtype) {
+  for (int64_t v : sizes) require(v >= 0, "modulated_conv2d: sizes must be >= 0");
+  require(sizes[5] >= 1 && sizes[6] >= 1 && sizes[5] <= 32768 && sizes[6] <= 32768,
+          "modulated_conv2d: kernel height and width must be in [1, 32768]");
+  for (int64_t v : splits) require(v >= 1, "modulated_conv2d: the reduction's splits must be >= 1");
+  check_dtype(dtype, "modulated_conv2d");
+  if (sizes[2] > 0 && sizes[1] > 0) {
+    require(pointers[2] && pointers[3] && pointers[4], "modulated_conv2d: d, s and the partial sums must not be null");
+    if (sizes[0] > 0 && sizes[7] > 0 && sizes[8] > 0)
+      require(pointers[0] && pointers[1] && sizes[3] >= 1 && sizes[4] >= 1,
+              "modulated_conv2d: g and x must not be null or empty");
+  }
+  ngd::modconv::WeightGradParams p;
+  p.g = ptr<const void>(pointers[0]);
+  p.x = ptr<const void>(pointers[1]);
+  p.d = ptr<const void>(pointers[2]);
+  p.s = ptr<const void>(pointers[3]);
+  p.partial = ptr<void>(pointers[4]);
+  p.n = sizes[0]; p.i = sizes[1]; p.o = sizes[2]; p.h = sizes[3]; p.w = sizes[4];
+  p.kh = int(sizes[5]); p.kw = int(sizes[6]); p.oh = sizes[7]; p.ow = sizes[8];
+  p.sg_n = g_strides[0]; p.sg_c = g_strides[1]; p.sg_h = g_strides[2]; p.sg_w = g_strides[3];
+  p.sx_n = x_strides[0]; p.sx_c = x_strides[1]; p.sx_h = x_strides[2]; p.sx_w = x_strides[3];
+  p.pad_x0 = padding[0];
+  p.pad_y0 = padding[1];
+  p.samples_per_split = splits[0];
+  p.pixel_splits = splits[1];
+  p.pixels_per_split = splits[2];
   p.dtype = dtype;
   return p;
 }
@@ -454,21 +496,34 @@ PYBIND11_MODULE(_C, m) {
           py::gil_scoped_release release;
           ngd::render::forward_cpu(p);
         });
-  // modulated_conv2d (fused, stride 1, forward only): the same arguments on both backends,
+  // modulated_conv2d (fused, stride 1: forward and weight gradient): the same arguments on both backends,
   // then (threads) on the CPU or (device, stream) on CUDA.
   m.def("modulated_conv2d_forward_cpu",
-        [](std::array<std::uintptr_t, 7> pointers, std::array<int64_t, 9> sizes, std::array<int64_t, 4> x_strides,
+        [](std::array<std::uintptr_t, 8> pointers, std::array<int64_t, 9> sizes, std::array<int64_t, 4> x_strides,
            std::array<int64_t, 4> noise_strides, std::array<int64_t, 4> out_strides, std::array<int, 2> padding,
-           int act, std::array<double, 3> epilogue, int dtype, int threads) {
+           int act, std::array<double, 3> epilogue, bool out_compute, int dtype, int threads) {
           auto p = modconv_params(pointers, sizes, x_strides, noise_strides, out_strides, padding, act, epilogue,
-                                  dtype);
+                                  out_compute, dtype);
           require(threads >= 1, "modulated_conv2d_cpu: threads must be >= 1");
           p.threads = threads;
           py::gil_scoped_release release;
           ngd::modconv::forward_cpu(p);
         },
         py::arg("pointers"), py::arg("sizes"), py::arg("x_strides"), py::arg("noise_strides"), py::arg("out_strides"),
-        py::arg("padding"), py::arg("act"), py::arg("epilogue"), py::arg("dtype"), py::arg("threads"));
+        py::arg("padding"), py::arg("act"), py::arg("epilogue"), py::arg("out_compute"), py::arg("dtype"),
+        py::arg("threads"));
+  m.def("modulated_conv2d_weight_grad_cpu",
+        [](std::array<std::uintptr_t, 5> pointers, std::array<int64_t, 9> sizes, std::array<int64_t, 4> g_strides,
+           std::array<int64_t, 4> x_strides, std::array<int, 2> padding, std::array<int64_t, 3> splits, int dtype,
+           int threads) {
+          auto p = modconv_weight_grad_params(pointers, sizes, g_strides, x_strides, padding, splits, dtype);
+          require(threads >= 1, "modulated_conv2d_cpu: threads must be >= 1");
+          p.threads = threads;
+          py::gil_scoped_release release;
+          ngd::modconv::weight_grad_cpu(p);
+        },
+        py::arg("pointers"), py::arg("sizes"), py::arg("g_strides"), py::arg("x_strides"), py::arg("padding"),
+        py::arg("splits"), py::arg("dtype"), py::arg("threads"));
   m.attr("RENDER_MAX_SAMPLES") = ngd::render::kMaxSamples;
   m.attr("RENDER_CUDA_MAX_CHANNELS") = ngd::render::kCudaMaxChannels;
   m.attr("RENDER_CUDA_MAX_OUTPUTS") = ngd::render::kCudaMaxOutputs;
@@ -524,18 +579,29 @@ PYBIND11_MODULE(_C, m) {
           ngd::composite::backward_cuda(p, device, stream);
         });
   m.def("modulated_conv2d_forward_cuda",
-        [](std::array<std::uintptr_t, 7> pointers, std::array<int64_t, 9> sizes, std::array<int64_t, 4> x_strides,
+        [](std::array<std::uintptr_t, 8> pointers, std::array<int64_t, 9> sizes, std::array<int64_t, 4> x_strides,
            std::array<int64_t, 4> noise_strides, std::array<int64_t, 4> out_strides, std::array<int, 2> padding,
-           int act, std::array<double, 3> epilogue, int dtype, int device, std::uintptr_t stream) {
+           int act, std::array<double, 3> epilogue, bool out_compute, int dtype, int device, std::uintptr_t stream) {
           const auto p = modconv_params(pointers, sizes, x_strides, noise_strides, out_strides, padding, act,
-                                        epilogue, dtype);
+                                        epilogue, out_compute, dtype);
           require(device >= 0, "modulated_conv2d_cuda: device must be >= 0");
           py::gil_scoped_release release;
           ngd::modconv::forward_cuda(p, device, stream);
         },
         py::arg("pointers"), py::arg("sizes"), py::arg("x_strides"), py::arg("noise_strides"), py::arg("out_strides"),
-        py::arg("padding"), py::arg("act"), py::arg("epilogue"), py::arg("dtype"), py::arg("device"),
-        py::arg("stream"));
+        py::arg("padding"), py::arg("act"), py::arg("epilogue"), py::arg("out_compute"), py::arg("dtype"),
+        py::arg("device"), py::arg("stream"));
+  m.def("modulated_conv2d_weight_grad_cuda",
+        [](std::array<std::uintptr_t, 5> pointers, std::array<int64_t, 9> sizes, std::array<int64_t, 4> g_strides,
+           std::array<int64_t, 4> x_strides, std::array<int, 2> padding, std::array<int64_t, 3> splits, int dtype,
+           int device, std::uintptr_t stream) {
+          const auto p = modconv_weight_grad_params(pointers, sizes, g_strides, x_strides, padding, splits, dtype);
+          require(device >= 0, "modulated_conv2d_cuda: device must be >= 0");
+          py::gil_scoped_release release;
+          ngd::modconv::weight_grad_cuda(p, device, stream);
+        },
+        py::arg("pointers"), py::arg("sizes"), py::arg("g_strides"), py::arg("x_strides"), py::arg("padding"),
+        py::arg("splits"), py::arg("dtype"), py::arg("device"), py::arg("stream"));
   m.def("render_triplanes_forward_cuda",
         [](std::array<std::uintptr_t, 11> pointers, std::array<int64_t, 9> sizes,
            std::array<int64_t, 5> plane_strides, std::array<int, 6> axes, std::array<double, 3> depths,

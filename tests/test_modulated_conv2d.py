@@ -118,17 +118,15 @@ def launches(monkeypatch):
 
 @pytest.fixture
 def weight_grad_launches(monkeypatch):
-    """Count the weight-gradient kernel's launches."""
-    from nerfgan_distill.triton_kernels import modulated_conv2d as kernels
-
+    """Count the weight-gradient kernel's launches (any backend)."""
     calls = []
-    original = kernels.launch_weight_grad
+    original = FUSED_PATH._weight_grad
 
-    def counting(*args, **kwargs):
-        calls.append(args[0].dtype)
-        return original(*args, **kwargs)
+    def counting(g, *args, **kwargs):
+        calls.append(g.dtype)
+        return original(g, *args, **kwargs)
 
-    monkeypatch.setattr(kernels, "launch_weight_grad", counting)
+    monkeypatch.setattr(FUSED_PATH, "_weight_grad", counting)
     return calls
 
 
@@ -485,9 +483,10 @@ def test_cpu_twin_results_do_not_depend_on_the_thread_count():
 def _native_args(**changes):
     """Arguments of _C.modulated_conv2d_forward_cpu for a tiny valid call, with `changes`."""
     x, w, s, out = torch.ones(1, 2, 3, 3), torch.ones(3, 3, 4, 2), torch.ones(1, 2), torch.empty(1, 4, 3, 3)
-    args = dict(pointers=[x.data_ptr(), w.data_ptr(), s.data_ptr(), 0, 0, 0, out.data_ptr()],
+    args = dict(pointers=[x.data_ptr(), w.data_ptr(), s.data_ptr(), 0, 0, 0, out.data_ptr(), 0],
                 sizes=[1, 2, 4, 3, 3, 3, 3, 3, 3], x_strides=list(x.stride()), noise_strides=[0, 0, 0, 0],
-                out_strides=list(out.stride()), padding=[1, 1], act=0, epilogue=[0.0, 1.0, -1.0], dtype=0, threads=1)
+                out_strides=list(out.stride()), padding=[1, 1], act=0, epilogue=[0.0, 1.0, -1.0], out_compute=False,
+                dtype=0, threads=1)
     args.update(changes)
     return args, (x, w, s, out)
 
@@ -496,7 +495,7 @@ def _native_args(**changes):
     (dict(sizes=[1, 2, 4, 3, -3, 3, 3, 3, 3]), "sizes must be >= 0"),
     (dict(sizes=[1, 2, 4, 3, 3, 0, 3, 3, 3]), "kernel height and width"),
     (dict(sizes=[1, 0, 4, 3, 3, 3, 3, 3, 3]), "x must not be empty"),
-    (dict(pointers=[0, 1, 1, 0, 0, 0, 1]), "must not be null"),
+    (dict(pointers=[0, 1, 1, 0, 0, 0, 1, 0]), "must not be null"),
     (dict(act=99), "unknown activation code"),
     (dict(dtype=7), "unknown dtype code"),
     (dict(threads=0), "threads must be >= 1"),
@@ -615,8 +614,8 @@ def _run_grads(x, weight, styles, kwargs, names, backend, to=None):
     tensors = {name: None if t is None else t.detach().to(to or t.dtype).requires_grad_(name in names)
                for name, t in tensors.items()}
     options = {k: v for k, v in kwargs.items() if k not in ("noise", "bias")}
-    y = ops.modulated_conv2d(tensors["x"], tensors["weight"], tensors["styles"], noise=tensors["noise"],
-                             bias=tensors["bias"], **options, backend=backend)
+    y = _fused_op(backend)(tensors["x"], tensors["weight"], tensors["styles"], noise=tensors["noise"],
+                           bias=tensors["bias"], **options)
     dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64).to(x.dtype)
     wanted = [name for name in names if tensors[name] is not None]
     return dict(zip(wanted, torch.autograd.grad(y, [tensors[name] for name in wanted], dy.to(y.device, y.dtype))))
@@ -630,10 +629,10 @@ def _assert_grads_close(got, want, tol):
         torch.testing.assert_close(grad.double(), want[name], rtol=tol, atol=tol * scale, msg=lambda m: f"{name}: {m}")
 
 
-@pytest.mark.parametrize("backend,device", TRITON)
+@pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
 @pytest.mark.parametrize("case", _gradient_cases(24), ids=_case_id)
-def test_fused_triton_backward_matches_reference(backend, device, dtype, case, launches, weight_grad_launches):
+def test_fused_backward_matches_reference(backend, device, dtype, case, launches, weight_grad_launches):
     x, weight, styles, kwargs = _inputs(case, dtype, device)
     got = _run_grads(x, weight, styles, kwargs, GRAD_NAMES, backend)
     assert launches == [dtype, dtype] and weight_grad_launches == [dtype]  # forward, dL/dx, dL/dweight
@@ -642,12 +641,12 @@ def test_fused_triton_backward_matches_reference(backend, device, dtype, case, l
     _assert_grads_close(got, want, 1e-10 if dtype == torch.float64 else 1e-4)
 
 
-@pytest.mark.parametrize("backend,device", TRITON)
+@pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("demodulate", [True, False])
 @pytest.mark.parametrize("k", [1, 3])
 @pytest.mark.parametrize("params_dtype", ["fp32", "same"])
-def test_fused_triton_backward_low_precision(backend, device, dtype, demodulate, k, params_dtype, launches):
+def test_fused_backward_low_precision(backend, device, dtype, demodulate, k, params_dtype, launches):
     # tanh: smooth. A clamp or an lrelu kink would put a few z on the other side of it after the
     # 16-bit rounding of the saved v, and the reference differentiates the exact z.
     # fp16 with demodulation also checks the pre-normalisation's gradient scaling.
@@ -663,8 +662,8 @@ def test_fused_triton_backward_low_precision(backend, device, dtype, demodulate,
     _assert_grads_close(got, want, 1e-2 if dtype == torch.float16 else 3e-2)
 
 
-@pytest.mark.parametrize("backend,device", TRITON)
-def test_fused_triton_backward_recomputes_only_for_create_graph(backend, device, monkeypatch, launches,
+@pytest.mark.parametrize("backend,device", FUSED)
+def test_fused_backward_recomputes_only_for_create_graph(backend, device, monkeypatch, launches,
                                                                 weight_grad_launches):
     module = MODCONV
     composite_calls = []
@@ -679,7 +678,7 @@ def test_fused_triton_backward_recomputes_only_for_create_graph(backend, device,
                 epilogue="lrelu-alpha-gain-clamp")
     x, weight, styles, kwargs = _inputs(case, torch.float64, device)
     params = [t.requires_grad_(True) for t in (x, weight, styles)]
-    y = ops.modulated_conv2d(*params, **kwargs, backend=backend)
+    y = _fused_op(backend)(*params, **kwargs)
     first = torch.autograd.grad(y, params, torch.ones_like(y), retain_graph=True)
     assert composite_calls == [] and len(launches) == 2 and len(weight_grad_launches) == 1
     second = torch.autograd.grad(y, params, torch.ones_like(y), create_graph=True)
@@ -688,10 +687,10 @@ def test_fused_triton_backward_recomputes_only_for_create_graph(backend, device,
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("backend,device", TRITON)
+@pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("names", [("x",), ("weight",), ("styles",), ("noise",), ("bias",), ("weight", "bias"),
                                    ("x", "noise"), ("styles", "weight")], ids="-".join)
-def test_fused_triton_backward_computes_only_what_is_needed(backend, device, names, launches,
+def test_fused_backward_computes_only_what_is_needed(backend, device, names, launches,
                                                             weight_grad_launches):
     case = dict(n=2, i=5, o=3, hw=(5, 6), k=(3, 2), padding=[1, 0, 2, 1], flip=False, demodulate=True,
                 fused=True, noise="hw", epilogue="lrelu")
@@ -703,7 +702,7 @@ def test_fused_triton_backward_computes_only_what_is_needed(backend, device, nam
     _assert_grads_close(got, _run_grads(x, weight, styles, kwargs, names, "torch", to=torch.float64), 1e-10)
 
 
-@pytest.mark.parametrize("backend,device", TRITON)
+@pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("demodulate,epilogue,names,saves_v", [
     (True, "none", ("x", "noise"), False),  # demodulation needs v for the weight and styles only
     (True, "none", ("styles",), True),
@@ -711,18 +710,16 @@ def test_fused_triton_backward_computes_only_what_is_needed(backend, device, nam
     (False, "linear-clamp", ("x",), True),
     (True, "lrelu", (), False),  # no input requires a gradient
 ])
-def test_fused_triton_forward_saves_v_only_when_backward_needs_it(backend, device, monkeypatch, demodulate,
-                                                                  epilogue, names, saves_v):
-    from nerfgan_distill.triton_kernels import modulated_conv2d as kernels
-
+def test_fused_forward_saves_v_only_when_backward_needs_it(backend, device, monkeypatch, demodulate, epilogue,
+                                                           names, saves_v):
     stored = []
-    original = kernels.launch
+    original = FUSED_PATH._launch_forward
 
-    def recording(*args, v=None, **kwargs):
+    def recording(backend, x, prep, out, v=None):
         stored.append(v is not None)
-        return original(*args, v=v, **kwargs)
+        return original(backend, x, prep, out, v)
 
-    monkeypatch.setattr(kernels, "launch", recording)
+    monkeypatch.setattr(FUSED_PATH, "_launch_forward", recording)
     case = dict(n=2, i=3, o=4, hw=(4, 4), k=3, padding=1, demodulate=demodulate, fused=True, noise="n1hw",
                 epilogue=epilogue)
     x, weight, styles, kwargs = _inputs(case, torch.float32, device)
@@ -730,19 +727,19 @@ def test_fused_triton_forward_saves_v_only_when_backward_needs_it(backend, devic
     for name in names:
         if tensors[name] is not None:
             tensors[name].requires_grad_(True)
-    ops.modulated_conv2d(x, weight, styles, **kwargs, backend=backend)
+    _fused_op(backend)(x, weight, styles, **kwargs)
     with torch.no_grad():
-        ops.modulated_conv2d(x, weight, styles, **kwargs, backend=backend)
+        _fused_op(backend)(x, weight, styles, **kwargs)
     assert stored == [saves_v, False]
 
 
-@pytest.mark.parametrize("backend,device", TRITON)
+@pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("kernel,padding,noise,options", [
     ((3, 3), 1, [3, 3], dict(demodulate=False, act="swish")),
     ((3, 2), [1, 0, 0, 2], [1, 3, 1, 1], dict(flip_weight=False, act="softplus")),
     ((2, 3), [0, 2, 1, 0], [1, 1, 3, 3], dict(act="elu")),
 ], ids=["mod-swish", "noflip-softplus", "elu-2x3"])
-def test_fused_triton_gradcheck_first_order(backend, device, kernel, padding, noise, options, launches):
+def test_fused_gradcheck_first_order(backend, device, kernel, padding, noise, options, launches):
     # First order only (create_graph=False), so the kernels' backward; gradgradcheck is above.
     # Fast mode (one random projection of the Jacobian): the interpreter is slow. Every kernel
     # size and padding here gives a 3x3 output from the 3x3 input.
@@ -752,34 +749,50 @@ def test_fused_triton_gradcheck_first_order(backend, device, kernel, padding, no
               for shape in shapes]
 
     def fn(x, weight, styles, bias, noise):
-        return ops.modulated_conv2d(x, weight, styles, noise=noise, bias=bias, padding=padding, **options,
-                                    backend=backend)
+        return _fused_op(backend)(x, weight, styles, noise=noise, bias=bias, padding=padding, **options)
 
     assert fn(*inputs).shape == (2, 3, 3, 3)
     assert torch.autograd.gradcheck(fn, inputs, fast_mode=True)
     assert launches and set(launches) == {torch.float64}
 
 
-@pytest.mark.parametrize("backend,device", TRITON)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
-@pytest.mark.parametrize("programs,max_splits", [(1, 64), (18, 64), (1024, 64), (1024, 4)],
-                         ids=["one-split", "samples-grouped", "pixel-splits", "capped"])
-def test_weight_grad_kernel_splits(backend, device, monkeypatch, dtype, programs, max_splits):
-    # The launcher splits its reduction over (sample, pixel) in several ways; the sum must not
-    # depend on how: against torch's weight gradient of the scaled tensors.
-    from nerfgan_distill.triton_kernels import modulated_conv2d as kernels
+# Reduction plans for a 10 x 10 output of 3 samples: (samples per split, pixel splits, pixels per split).
+SPLIT_PLANS = {"one-split": (3, 1, 100), "samples-grouped": (2, 1, 100), "per-sample": (1, 1, 100),
+               "pixel-splits": (1, 4, 32), "odd-pixel-splits": (1, 8, 13), "empty-last-split": (1, 9, 13)}
 
-    monkeypatch.setattr(kernels, "_WGRAD_PROGRAMS", programs)
-    monkeypatch.setattr(kernels, "_WGRAD_MAX_SPLITS", max_splits)
+
+@pytest.mark.parametrize("backend,device", FUSED)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("plan", SPLIT_PLANS.values(), ids=SPLIT_PLANS.keys())
+def test_weight_grad_kernel_splits(backend, device, dtype, plan):
+    # The weight gradient's reduction over (sample, pixel) is split in several ways; the sum
+    # must not depend on how: against torch's weight gradient of the scaled tensors.
     gen = torch.Generator().manual_seed(8)
     n, i, o, kh, kw, pad = 3, 4, 5, 3, 3, (1, 0, 2, 1)  # x0, x1, y0, y1
     x = torch.randn(n, i, 9, 11, generator=gen, dtype=dtype)
     g = torch.randn(n, o, 9 + pad[2] + pad[3] - kh + 1, 11 + pad[0] + pad[1] - kw + 1, generator=gen, dtype=dtype)
+    assert g.shape[2:] == (10, 10)
     d, s = torch.rand(n, o, generator=gen, dtype=dtype) + 0.5, torch.rand(n, i, generator=gen, dtype=dtype) + 0.5
-    out = torch.full((kh, kw, o, i), float("nan"), dtype=dtype, device=device)
     g_strided = g.transpose(2, 3).contiguous().transpose(2, 3)  # any strides
-    kernels.launch_weight_grad(*(t.to(device) for t in (g_strided, x, d, s)), out, pad[0], pad[2])
+    got = FUSED_PATH._weight_grad(*(t.to(device) for t in (g_strided, x, d, s)), pad, (kh, kw),
+                                  "cpu" if backend == "cpu-twin" else backend, FUSED_PATH._ReductionSplits(*plan))
     want = torch.nn.grad.conv2d_weight(F.pad(x.double() * s.double()[:, :, None, None], pad), (o, i, kh, kw),
                                        g.double() * d.double()[:, :, None, None])
     tol = 1e-12 if dtype == torch.float64 else 1e-5
-    torch.testing.assert_close(out.permute(2, 3, 0, 1).double().cpu(), want, rtol=tol, atol=tol)
+    torch.testing.assert_close(got.double().cpu(), want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])
+@pytest.mark.parametrize("samples,pixels,channels,taps", [(1, 16, (512, 512), 9), (4, 64 * 64, (3, 128), 1),
+                                                         (32, 256 * 256, (32, 64), 9), (2, 100, (5, 4), 9),
+                                                         (7, 4, (512, 3), 1), (1, 512 * 512, (3, 32), 1)])
+def test_reduction_splits_cover_every_pixel_once(backend, samples, pixels, channels, taps):
+    plan = FUSED_PATH._reduction_splits(samples, pixels, *channels, taps, backend)
+    count = plan.count(samples)
+    assert 1 <= count <= FUSED_PATH._WGRAD_MAX_SPLITS
+    covered = torch.zeros(samples, pixels, dtype=torch.int64)
+    for j in range(count):
+        n_lo = j // plan.pixel_splits * plan.samples_per_split
+        p_lo = j % plan.pixel_splits * plan.pixels_per_split
+        covered[n_lo:n_lo + plan.samples_per_split, p_lo:p_lo + plan.pixels_per_split] += 1
+    assert torch.equal(covered, torch.ones_like(covered))

@@ -73,6 +73,10 @@ def calls(device: torch.device, dtype: torch.dtype, backend: str = "cuda"):
             ops.modulated_conv2d(xm, weight, styles, noise if up == 1 else None, up=up, padding=1,
                                  resample_filter=f, bias=b.detach().new_zeros(21), act="lrelu", clamp=256.0,
                                  backend=backend), [xm, weight, styles])
+    to_rgb = rand(3, 19, 1, 1, grad=True)  # the narrow tiles (3 output channels)
+    yield "modulated_conv2d torgb", lambda: _grad(
+        ops.modulated_conv2d(xm, to_rgb, styles, demodulate=False, bias=b.detach()[:3].clone().requires_grad_(True),
+                             backend=backend), [xm, to_rgb, styles])
 
 
 def main() -> int:

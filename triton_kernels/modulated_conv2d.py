@@ -207,45 +207,24 @@ def modconv_wgrad_kernel(g_ptr, x_ptr, d_ptr, s_ptr, ws_ptr,
              acc.to(ws_ptr.dtype.element_ty), mask=o_ok[:, None] & i_ok[None, :])
 
 
-# Split the weight gradient's reduction until about this many programs run (small-channel
-# layers have few weight tiles but many pixels), into at most this many splits (each one
-# a [KH, KW, O, I] partial sum in memory).
-_WGRAD_PROGRAMS = 1024
-_WGRAD_MAX_SPLITS = 64
-
-
-def _reduction_splits(samples: int, pixel_blocks: int, tiles: int) -> tuple[int, int, int]:
-    """(samples per split, pixel splits per sample, pixel blocks per split): splitting goes
-    over the samples first, then over the pixel blocks of each sample."""
-    splits = max(1, min(samples * pixel_blocks, _WGRAD_MAX_SPLITS, _WGRAD_PROGRAMS // tiles))
-    if splits <= samples:
-        return triton.cdiv(samples, splits), 1, pixel_blocks
-    blocks_per_split = triton.cdiv(pixel_blocks, splits // samples)
-    return 1, triton.cdiv(pixel_blocks, blocks_per_split), blocks_per_split
-
-
-def launch_weight_grad(g, x, d, s, out, pad_x0, pad_y0):
-    """out[ky, kx, o, i] = sum_{n, p} d[n, o] s[n, i] g[n, o, p] x[n, i, p + (ky, kx) - pad]:
-    the gradient of the correlation-order weight. g [N, O, OH, OW] and x [N, I, H, W] in any
-    strides and the same dtype; d [N, O], s [N, I] and out dense in the compute dtype."""
+def launch_weight_grad(g, x, d, s, partial, pad_x0, pad_y0, samples_per_split, pixel_splits, pixels_per_split):
+    """partial[j, ky, kx, o, i] = the sum over reduction split j of d[n, o] s[n, i] g[n, o, p]
+    x[n, i, p + (ky, kx) - pad]: split j covers samples [j // pixel_splits * samples_per_split,
+    + samples_per_split) and of each the pixels [(j % pixel_splits) * pixels_per_split,
+    + pixels_per_split); the caller adds the splits up. g [N, O, OH, OW] and x [N, I, H, W] in
+    any strides and the same dtype; d [N, O], s [N, I] and partial dense in the compute dtype."""
     n, in_channels, h, wd = x.shape
     _, out_channels, oh, ow = g.shape
-    kh, kw = out.shape[0], out.shape[1]
+    splits, kh, kw = partial.shape[:3]
     pixels = oh * ow
     fp64, lowp = _dot_mode(x.dtype)
     block_o, block_i, block_p = _pow2(out_channels, 16, 64), _pow2(in_channels, 16, 64), _pow2(pixels, 16, 64)
     if fp64:
         block_o, block_i, block_p = _pow2(out_channels, 1, 16), _pow2(in_channels, 1, 16), _pow2(pixels, 1, 16)
     tiles = triton.cdiv(out_channels, block_o) * triton.cdiv(in_channels, block_i)
-    samples_per_split, pixel_splits, blocks_per_split = _reduction_splits(n, triton.cdiv(pixels, block_p),
-                                                                          tiles * kh * kw)
-    splits = triton.cdiv(n, samples_per_split) * pixel_splits
-    partial = out.unsqueeze(0) if splits == 1 else out.new_empty((splits, *out.shape))
     modconv_wgrad_kernel[(tiles, kh * kw, splits)](
         g, x, d, s, partial, n, in_channels, out_channels, h, wd, ow, pixels,
-        samples_per_split, pixel_splits, blocks_per_split * block_p,
+        samples_per_split, pixel_splits, pixels_per_split,
         *g.stride(), *x.stride(), pad_x0, pad_y0,
         KH=kh, KW=kw, USE_DOT=not fp64, LOWP_DOT=lowp, FP64=fp64,
         BLOCK_O=block_o, BLOCK_I=block_i, BLOCK_P=block_p)
-    if splits > 1:
-        torch.sum(partial, 0, out=out)

@@ -74,9 +74,18 @@ void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx
 }  // namespace render
 
 namespace modconv {
-namespace baseline { void forward_cpu_isa(const Params& p); }
-namespace avx2 { void forward_cpu_isa(const Params& p); }
+namespace baseline {
+void forward_cpu_isa(const Params& p);
+void weight_grad_cpu_isa(const WeightGradParams& p);
+}  // namespace baseline
+namespace avx2 {
+void forward_cpu_isa(const Params& p);
+void weight_grad_cpu_isa(const WeightGradParams& p);
+}  // namespace avx2
 void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
+void weight_grad_cpu(const WeightGradParams& p) {
+  run_best(p, &baseline::weight_grad_cpu_isa, &avx2::weight_grad_cpu_isa);
+}
 }  // namespace modconv
 
 }  // namespace ngd

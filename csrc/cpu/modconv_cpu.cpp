@@ -1,6 +1,7 @@
-// modulated_conv2d forward (stride 1) on the CPU: the CUDA kernel's twin. It walks the
-// same output tiles and K-slices and fills its tiles with the same per-element functions
-// (modconv.h), so the tests of this kernel test the CUDA kernel's indexing and epilogue.
+// modulated_conv2d (stride 1) on the CPU, forward and weight gradient: the CUDA kernels'
+// twins. They walk the same output tiles and K-slices and fill their tiles with the same
+// per-element functions (modconv.h), so the tests of these kernels test the CUDA kernels'
+// indexing, epilogue and reduction splits.
 // In place of the GPU's thread micro-tiles and WMMA, each slice is multiplied by a
 // register-tiled loop. Accumulation is in float (double for fp64); for fp16/bf16 the
 // modulated weight is rounded to the input dtype first, as the tensor-core path does.
@@ -141,9 +142,11 @@ void multiply_slice(const T* weight, const T* input, T* acc) {
 template <typename S, typename T, class Sh>
 void store_tile(const Params& p, const Tile& t, const Pixel* pixels, const T* acc) {
   const S* noise = static_cast<const S*>(p.noise);
-  S* out = static_cast<S*>(p.out);
   const auto load_noise = [noise](int64_t offset) { return load_as<T>(noise[offset]); };
-  const auto store = [out](int64_t offset, T v) { out[offset] = StoreAs<S>::from(v); };
+  const auto store = [out_compute = p.out_compute](void* base, int64_t offset, T v) {
+    if (out_compute) static_cast<T*>(base)[offset] = v;
+    else static_cast<S*>(base)[offset] = StoreAs<S>::from(v);
+  };
   for (int e = 0; e < Sh::kBlockO * Sh::kBlockP; ++e) {
     const TileIndex at = tile_index(e, Sh::kBlockP);
     epilogue<T>(p, t, at.row, pixels[at.col], acc[e], load_noise, store);
@@ -182,6 +185,64 @@ void forward(const Params& p) {
   }
 }
 
+// --- the weight gradient -----------------------------------------------------------------------
+
+// Output channels x input channels per tile, and pixels per K-slice; narrow for toRGB.
+using GradWide = Shape<64, 64, 32>;
+using GradNarrow = Shape<4, 256, 32>;
+
+// One thread's tiles: g [BlockO][BlockK], x transposed to [BlockK][BlockP] (BlockP: input
+// channels here), a sample's pixel sum and the split's sum [BlockO][BlockP], and the slice's
+// pixels.
+template <typename T, class Sh>
+struct GradWorkspace {
+  std::vector<T> grad = std::vector<T>(Sh::kBlockO * Sh::kBlockK);
+  std::vector<T> input = std::vector<T>(Sh::kBlockK * Sh::kBlockP);
+  std::vector<T> inner = std::vector<T>(Sh::kBlockO * Sh::kBlockP);
+  std::vector<T> acc = std::vector<T>(Sh::kBlockO * Sh::kBlockP);
+  std::vector<Pixel> pixels = std::vector<Pixel>(Sh::kBlockK);
+};
+
+template <typename S, typename T, class Sh>
+void weight_grad_tile(const WeightGradParams& p, const WeightGradTile& t, GradWorkspace<T, Sh>& ws) {
+  const S* g = static_cast<const S*>(p.g);
+  const S* x = static_cast<const S*>(p.x);
+  const auto load_g = [g](int64_t offset) { return load_as<T>(g[offset]); };
+  const auto load_x = [x](int64_t offset) { return load_as<T>(x[offset]); };
+  const SplitRange range = split_range(p, t.split);
+  std::fill(ws.acc.begin(), ws.acc.end(), T(0));
+  for (int64_t n = range.n_lo; n < range.n_hi; ++n) {
+    std::fill(ws.inner.begin(), ws.inner.end(), T(0));
+    for (int64_t pix0 = range.p_lo; pix0 < range.p_hi; pix0 += Sh::kBlockK) {
+      for (int k = 0; k < Sh::kBlockK; ++k) ws.pixels[k] = gradient_pixel(p, pix0 + k, range.p_hi);
+      for (int row = 0; row < Sh::kBlockO; ++row)
+        for (int k = 0; k < Sh::kBlockK; ++k)
+          ws.grad[row * Sh::kBlockK + k] = gradient_value<T>(p, t, n, row, ws.pixels[k], load_g);
+      for (int row = 0; row < Sh::kBlockP; ++row)
+        for (int k = 0; k < Sh::kBlockK; ++k)
+          ws.input[k * Sh::kBlockP + row] = shifted_input_value<T>(p, t, n, row, ws.pixels[k], load_x);
+      multiply_slice<T, Sh>(ws.grad.data(), ws.input.data(), ws.inner.data());
+    }
+    for (int row = 0; row < Sh::kBlockO; ++row)
+      for (int col = 0; col < Sh::kBlockP; ++col)
+        ws.acc[row * Sh::kBlockP + col] += ws.inner[row * Sh::kBlockP + col] * sample_scale<T>(p, t, n, row, col);
+  }
+  for (int row = 0; row < Sh::kBlockO; ++row)
+    for (int col = 0; col < Sh::kBlockP; ++col) store_weight_grad<T>(p, t, row, col, ws.acc[row * Sh::kBlockP + col]);
+}
+
+template <typename S, typename T, class Sh>
+void weight_grad(const WeightGradParams& p) {
+  const WeightGradGrid grid = weight_grad_grid(p, Sh::kBlockO, Sh::kBlockP);
+#pragma omp parallel num_threads(p.threads) if (grid.count > 1)
+  {
+    GradWorkspace<T, Sh> ws;
+#pragma omp for schedule(static)
+    for (int64_t index = 0; index < grid.count; ++index)
+      weight_grad_tile<S, T, Sh>(p, weight_grad_tile_at(p, grid, Sh::kBlockO, Sh::kBlockP, index), ws);
+  }
+}
+
 }  // namespace
 
 void forward_cpu_isa(const Params& p) {
@@ -192,6 +253,16 @@ void forward_cpu_isa(const Params& p) {
     if (p.o <= kNarrowMaxO) forward<S, T, Narrow>(p);
     else if (p.oh * p.ow > kWideMaxPixels) forward<S, T, WideLong>(p);
     else forward<S, T, Wide>(p);
+  });
+}
+
+void weight_grad_cpu_isa(const WeightGradParams& p) {
+  if (p.n == 0 || p.o == 0 || p.i == 0 || p.oh == 0 || p.ow == 0) return;  // as the CUDA launcher
+  with_host_dtype(p.dtype, "modulated_conv2d_cpu", [&](auto s, auto t) {
+    using S = decltype(s);
+    using T = decltype(t);
+    if (p.o <= kNarrowMaxO) weight_grad<S, T, GradNarrow>(p);
+    else weight_grad<S, T, GradWide>(p);
   });
 }
 

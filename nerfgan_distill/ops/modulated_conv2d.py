@@ -48,12 +48,16 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
                                          bias, act, alpha, gain, clamp)
     name = resolve(backend, x.device)
     if _runs_fused(name, x, weight, noise, up, down, padding, resample_filter, flip_weight, fused_modconv):
-        if not _grad_needed(x, weight, styles, noise, bias):  # no autograd node, nothing saved for backward
-            return fused_forward(x, weight, styles, noise, bias, padding, demodulate, flip_weight, epilogue, name)[0]
-        return FusedModConv.apply(x, weight, styles, noise, bias,
-                                  (padding, demodulate, flip_weight, fused_modconv, epilogue, name))
+        return _fused(x, weight, styles, noise, bias, padding, demodulate, flip_weight, fused_modconv, epilogue, name)
     return _composite(x, weight, styles, noise, bias, up, down, padding, resample_filter, demodulate,
                       flip_weight, fused_modconv, epilogue, name)
+
+
+def _fused(x, weight, styles, noise, bias, padding, demodulate, flip_weight, fused_modconv, epilogue, backend):
+    if not _grad_needed(x, weight, styles, noise, bias):  # no autograd node, nothing saved for backward
+        return fused_forward(x, weight, styles, noise, bias, padding, demodulate, flip_weight, epilogue, backend)[0]
+    return FusedModConv.apply(x, weight, styles, noise, bias,
+                              (padding, demodulate, flip_weight, fused_modconv, epilogue, backend))
 
 
 def _grad_needed(*tensors) -> bool:
@@ -183,5 +187,4 @@ def _cpu_twin(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_f
                                          bias, act, alpha, gain, clamp)
     if x.device.type != "cpu" or not _fusable(x, weight, noise, up, down, padding, resample_filter, flip_weight):
         raise ValueError("modulated_conv2d: the CPU twin runs only calls the fused kernels cover, on CPU tensors")
-    return FusedModConv.apply(x, weight, styles, noise, bias,
-                              (padding, demodulate, flip_weight, fused_modconv, epilogue, "cpu"))
+    return _fused(x, weight, styles, noise, bias, padding, demodulate, flip_weight, fused_modconv, epilogue, "cpu")

@@ -8,18 +8,18 @@ demodulation, noise, bias, activation and clamp run in the epilogue.
 
 Backward. With create_graph (path-length and R1 penalties differentiate the gradients
 again) every backend recomputes the forward through the differentiable composite path and
-takes its vector-Jacobian product. Without it, the Triton backend runs kernels and does
-not recompute the convolution. With u = conv(s x, W), v = d u, z = v + noise + bias and
+takes its vector-Jacobian product. Without it, kernels run and the convolution is not
+recomputed. With u = conv(s x, W), v = d u, z = v + noise + bias and
 g = dL/dz (bias_act's gradient; dy without an epilogue):
   dx = s * conv_transpose(d g, W) (the forward kernel on g, with the weight transposed and
   flipped and d as its styles), ds = sum_pixels x * conv_transpose(d g, W),
-  dW = sum_{n, pixels} (d g) (s x) shifted by each tap (a weight-gradient kernel),
+  dW = sum_{n, pixels} (d g) (s x) shifted by each tap (a weight-gradient kernel, its
+  reduction over samples and pixels split in partial sums for parallelism),
   dnoise, dbias = g summed over their broadcast dimensions, and through the demodulation
   d = rsqrt(s^2 Q^T + 1e-8), Q = sum_taps W^2: dL/dd = sum_pixels g v / d, so with
   t = -d^3/2 dL/dd: dW += 2 W (t^T s^2), ds += 2 s (t Q).
-The Triton forward saves v for it when the backward needs it (demodulation, or an
-activation or clamp in the epilogue). The CUDA kernel and its twin have no weight-gradient
-kernel yet, so their backward recomputes.
+The forward saves v for it when the backward needs it (demodulation, or an activation or
+clamp in the epilogue).
 """
 from __future__ import annotations
 
@@ -30,10 +30,6 @@ import torch
 from .. import _native
 from ._common import compute_dtype, device_context, empty_output, run_native
 from .bias_act_ref import ACTIVATIONS
-
-# Backends whose first-order backward runs kernels (the others recompute through the composite).
-KERNEL_BACKWARD = ("triton",)
-
 
 class _Modulation(NamedTuple):
     """What the kernels multiply by, in the compute dtype: w [O, I, kh, kw] (as given, not
@@ -100,9 +96,9 @@ def _prepare(x, mod: _Modulation, noise, bias, padding, flip_weight, epilogue) -
 
 def _launch_forward(backend, x, prep: _Prepared, out, v=None) -> None:
     """One forward kernel on prepared tensors: the Triton launch, or the native kernel with raw
-    pointers, sizes and strides (torch's threads on the CPU, its stream on CUDA). v, if given
-    (out's shape and strides; Triton only), receives the demodulated conv before the noise
-    and epilogue."""
+    pointers, sizes and strides (torch's threads on the CPU, its stream on CUDA). out is in
+    x's dtype or the compute dtype. v, if given (out's dtype, shape and strides), receives the
+    demodulated conv before the noise and epilogue."""
     if backend == "triton":
         from ..triton_kernels import modulated_conv2d as kernels
 
@@ -110,22 +106,21 @@ def _launch_forward(backend, x, prep: _Prepared, out, v=None) -> None:
             kernels.launch(x, prep.w_taps, prep.styles, prep.dcoefs, prep.noise, prep.bias, out, prep.pad_x0,
                            prep.pad_y0, prep.act, prep.alpha, prep.gain, prep.clamp, v=v)
         return
-    if v is not None:
-        raise AssertionError("only the Triton kernel stores v")
     kh, kw, out_channels, in_channels = prep.w_taps.shape
     optional = [t.data_ptr() if t is not None else 0 for t in (prep.dcoefs, prep.noise, prep.bias)]
-    pointers = [x.data_ptr(), prep.w_taps.data_ptr(), prep.styles.data_ptr(), *optional, out.data_ptr()]
+    pointers = [x.data_ptr(), prep.w_taps.data_ptr(), prep.styles.data_ptr(), *optional, out.data_ptr(),
+                0 if v is None else v.data_ptr()]
     sizes = [x.shape[0], in_channels, out_channels, x.shape[2], x.shape[3], kh, kw, out.shape[2], out.shape[3]]
     noise_strides = list(prep.noise.stride()) if prep.noise is not None else [0, 0, 0, 0]
     run_native("modulated_conv2d_forward", backend, x.device, pointers, sizes, list(x.stride()), noise_strides,
                list(out.stride()), [prep.pad_x0, prep.pad_y0], prep.act, [prep.alpha, prep.gain, prep.clamp],
-               _native.DTYPE_CODES[x.dtype])
+               out.dtype != x.dtype, _native.DTYPE_CODES[x.dtype])
 
 
 def fused_forward(x, weight, styles, noise, bias, padding, demodulate, flip_weight, epilogue, backend,
                   keep_v=False):
     """(out, v): the fused kernel of `backend` ('triton', 'cuda' or 'cpu': the CUDA kernel's
-    twin); v, the demodulated conv before noise and epilogue, only with keep_v (Triton)."""
+    twin); v, the demodulated conv before noise and epilogue, only with keep_v."""
     prep = _prepare(x, _modulation(x, weight, styles, demodulate), noise, bias, padding, flip_weight, epilogue)
     out = empty_output(x, prep.out_shape)
     v = empty_output(x, prep.out_shape) if keep_v else None  # the same strides as out, as the kernel wants
@@ -134,15 +129,15 @@ def fused_forward(x, weight, styles, noise, bias, padding, demodulate, flip_weig
 
 
 class FusedModConv(torch.autograd.Function):
-    """Forward: fused_forward. Backward: see the module docstring (kernels without create_graph
-    on the Triton backend, else the composite's vector-Jacobian product, computed from the
-    saved inputs themselves so the gradients stay connected to them)."""
+    """Forward: fused_forward. Backward: see the module docstring (kernels without create_graph,
+    else the composite's vector-Jacobian product, computed from the saved inputs themselves
+    so the gradients stay connected to them)."""
 
     @staticmethod
     def forward(ctx, x, weight, styles, noise, bias, params):
         padding, demodulate, flip_weight, fused_modconv, epilogue, backend = params
         ctx.params = params
-        keep_v = backend in KERNEL_BACKWARD and _backward_needs_v(ctx.needs_input_grad, demodulate, epilogue)
+        keep_v = _backward_needs_v(ctx.needs_input_grad, demodulate, epilogue)
         out, v = fused_forward(x, weight, styles, noise, bias, padding, demodulate, flip_weight, epilogue, backend,
                                keep_v)
         ctx.save_for_backward(x, weight, styles, noise, bias, v)
@@ -156,7 +151,7 @@ class FusedModConv(torch.autograd.Function):
         grads = [None] * 5
         if not wanted:
             return (*grads, None)
-        if not torch.is_grad_enabled() and backend in KERNEL_BACKWARD:  # create_graph=False: no recomputation
+        if not torch.is_grad_enabled():  # create_graph=False: no recomputation
             return (*_kernel_backward(dy, *tensors, v, ctx.params, ctx.needs_input_grad), None)
         from .modulated_conv2d import _composite  # the public module's composite (same layer)
 
@@ -232,16 +227,66 @@ def _input_grad_unscaled(g, w, d, padding, x, backend):
     return out
 
 
-def _weight_grad(g, x, d, s, padding, kernel_size, backend):
-    """sum_{n,p} d[n, o] g[n, o, p] s[n, i] x[n, i, p + k - pad]: the gradient of the correlation-order
-    weight, [O, I, kh, kw] in the compute dtype (Triton's weight-gradient kernel)."""
-    from ..triton_kernels import modulated_conv2d as kernels
+class _ReductionSplits(NamedTuple):
+    """How the weight gradient's sum over (sample, pixel) is split: split j covers samples
+    [j // pixel_splits * samples_per_split, + samples_per_split) and, of each, the pixels
+    [(j % pixel_splits) * pixels_per_split, + pixels_per_split)."""
+    samples_per_split: int
+    pixel_splits: int
+    pixels_per_split: int
 
+    def count(self, samples: int) -> int:
+        return -(-samples // self.samples_per_split) * self.pixel_splits
+
+
+# The weight gradient has few tiles where the channels are few (toRGB, early layers) but many
+# pixels to sum: its reduction is split until about this many tiles run at once (GPU; on the
+# CPU, a few per thread), into at most _WGRAD_MAX_SPLITS partial sums of [KH, KW, O, I] each,
+# added up afterwards (deterministic, no atomics). Tiles are counted as 64 x 64 channels
+# (each kernel picks its own) and pixel splits come in blocks of 64.
+_WGRAD_GPU_TILES = 1024
+_WGRAD_CPU_TILES_PER_THREAD = 4
+_WGRAD_MAX_SPLITS = 64
+_WGRAD_BLOCK = 64
+
+
+def _reduction_splits(samples, pixels, out_channels, in_channels, taps, backend) -> _ReductionSplits:
+    """Splitting goes over the samples first, then over the pixel blocks of each sample."""
+    wanted = _WGRAD_CPU_TILES_PER_THREAD * torch.get_num_threads() if backend == "cpu" else _WGRAD_GPU_TILES
+    tiles = -(-out_channels // _WGRAD_BLOCK) * -(-in_channels // _WGRAD_BLOCK) * taps
+    pixel_blocks = -(-pixels // _WGRAD_BLOCK)
+    splits = max(1, min(samples * pixel_blocks, _WGRAD_MAX_SPLITS, wanted // tiles))
+    if splits <= samples:
+        return _ReductionSplits(-(-samples // splits), 1, pixels)
+    blocks_per_split = -(-pixel_blocks // (splits // samples))
+    return _ReductionSplits(1, -(-pixel_blocks // blocks_per_split), blocks_per_split * _WGRAD_BLOCK)
+
+
+def _weight_grad(g, x, d, s, padding, kernel_size, backend, splits=None):
+    """sum_{n,p} d[n, o] g[n, o, p] s[n, i] x[n, i, p + k - pad]: the gradient of the correlation-order
+    weight, [O, I, kh, kw] in the compute dtype, from the backend's weight-gradient kernel
+    (splits: its reduction's plan, _reduction_splits' by default)."""
     px0, _, py0, _ = padding
     kh, kw = kernel_size
-    out = empty_output(d, (kh, kw, g.shape[1], x.shape[1]))  # d: 2-D, so dense, in the compute dtype
-    with device_context(g.device):
-        kernels.launch_weight_grad(g, x.detach(), d, s, out, px0, py0)
+    n, out_channels, oh, ow = g.shape
+    in_channels = x.shape[1]
+    if splits is None:
+        splits = _reduction_splits(n, oh * ow, out_channels, in_channels, kh * kw, backend)
+    count = splits.count(n)
+    # d: 2-D, so dense, and in the compute dtype.
+    partial = empty_output(d, (count, kh, kw, out_channels, in_channels))
+    x = x.detach()
+    if backend == "triton":
+        from ..triton_kernels import modulated_conv2d as kernels
+
+        with device_context(g.device):
+            kernels.launch_weight_grad(g, x, d, s, partial, px0, py0, *splits)
+    else:
+        sizes = [n, in_channels, out_channels, x.shape[2], x.shape[3], kh, kw, oh, ow]
+        pointers = [t.data_ptr() for t in (g, x, d, s, partial)]
+        run_native("modulated_conv2d_weight_grad", backend, g.device, pointers, sizes, list(g.stride()),
+                   list(x.stride()), [px0, py0], list(splits), _native.DTYPE_CODES[x.dtype])
+    out = partial[0] if count == 1 else partial.sum(0)
     return out.permute(2, 3, 0, 1)
 
 
