@@ -13,6 +13,7 @@ from helpers import assert_cpu_isa_builds_agree, backend_params
 from nerfgan_distill import _native, ops
 from nerfgan_distill.ops.importance_depths import importance_from_uniforms, importance_uniforms, sample_pdf
 from nerfgan_distill.ops.render_triplanes_ref import ray_box_limits, render_triplanes_composable
+from nerfgan_distill.ops.sample_triplanes import gather_friendly
 
 BACKENDS = backend_params()
 FIXTURES = torch.load(Path(__file__).parent / "fixtures" / "render_ops.pt", weights_only=True)
@@ -311,7 +312,7 @@ def test_fused_reads_strided_planes_in_place(backend, device, fused_only):
     # Few samples on large NCHW planes: the kernel gathers with the channel stride, no copy.
     planes, decoder, origins, directions = random_scene(r=3, c=5, h=40, w=33)
     options = options_for(depth_resolution=4, depth_resolution_importance=2)
-    assert RENDER_MODULE._gather_friendly(planes, 2 * 3 * 6) is planes
+    assert gather_friendly(planes, 2 * 3 * 6) is planes
     got = fused(planes, decoder, origins, directions, options, deterministic=True, backend=backend, device=device)
     assert_matches_deterministic_reference(got, (planes, decoder, origins, directions), options, fused_tol(backend))
 

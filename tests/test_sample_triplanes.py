@@ -8,6 +8,7 @@ import torch
 
 from helpers import backend_params
 from nerfgan_distill import ops
+from nerfgan_distill.ops.sample_triplanes import gather_friendly
 
 BACKENDS = backend_params()
 FIXTURES = torch.load(Path(__file__).parent / "fixtures" / "render_ops.pt", weights_only=True)
@@ -112,6 +113,19 @@ def test_layouts(backend, device, layout):
     else:
         coords = coords.transpose(1, 2).contiguous().transpose(1, 2)
     assert_matches_reference(planes, coords, backend)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("points", [3, 400], ids=["in-place", "channels-last-copy"])
+def test_nchw_planes_are_read_in_place_or_copied_to_channels_last(backend, device, points):
+    # The forward copies NCHW planes to channels-last once the points' reads outnumber the
+    # planes' values; the backward reads the planes as given. Either way, the same results.
+    planes, coords = random_inputs(device, n=2, c=5, h=20, w=20, m=points)
+    planes, coords = planes.float(), coords.float()
+    friendly = gather_friendly(planes, 2 * points)
+    assert (friendly is not planes) == (points == 400) and (friendly.stride(2) == 1) == (points == 400)
+    assert torch.equal(friendly, planes)
+    assert_matches_reference(planes, coords, backend, tol=1e-4)  # 20x20 planes: coords gradients reach 300
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS + [pytest.param("torch", "cpu", id="torch")])

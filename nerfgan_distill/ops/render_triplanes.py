@@ -27,6 +27,7 @@ from ._common import (check_finite_number, check_float_tensor, check_same_device
                       device_context, empty_output, run_native)
 from .importance_depths import importance_uniforms
 from .render_triplanes_ref import TriplaneDecoder, ray_box_limits, render_triplanes_composable
+from .sample_triplanes import gather_friendly
 from .sample_triplanes_ref import PLANE_AXES
 
 __all__ = ["render_triplanes", "RenderOptions", "TriplaneDecoder"]
@@ -242,15 +243,6 @@ def _axes(options) -> List[int]:
     return [a for pair in PLANE_AXES[options.plane_axes] for a in pair]
 
 
-def _gather_friendly(planes: torch.Tensor, samples: int) -> torch.Tensor:
-    """planes with channels-last strides when that pays: a sample reads 4 texels x C channels
-    on each plane, contiguous when channels are, else C cache lines apart. Once the reads
-    outnumber the planes' values a few times, one copy is cheaper than strided gathers."""
-    if planes.stride(2) == 1 or samples * 12 * planes.shape[2] < 2 * planes.numel():
-        return planes
-    return planes.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
-
-
 def _fused_outputs(fc2_weight, origins):
     """(rgb [N, R, C_out], depth [N, R, 1], weight total [N, R, 1]) in the rays' dtype."""
     n, r, _ = origins.shape
@@ -267,7 +259,7 @@ def _fused_forward(planes, fc1_weight, fc1_bias, fc2_weight, fc2_bias, origins, 
         return rgb, depth, weight_total
     n, r, _ = origins.shape
     c, h, w = planes.shape[2:]
-    planes = _gather_friendly(planes, n * r * (depth_resolution + depth_resolution_importance))
+    planes = gather_friendly(planes, n * r * (depth_resolution + depth_resolution_importance))
     if backend == "triton":
         _triton_forward(planes, fc1_weight, fc1_bias, fc2_weight, fc2_bias, origins, directions, seed,
                         depth_resolution, depth_resolution_importance, ray_start, ray_end, auto_limits, box_warp,

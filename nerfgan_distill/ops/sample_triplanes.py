@@ -84,10 +84,22 @@ def _native_args(planes, coords, box_warp, axes):
             _native.DTYPE_CODES[planes.dtype])
 
 
+def gather_friendly(planes: torch.Tensor, samples: int) -> torch.Tensor:
+    """planes with channels-last strides when that pays for `samples` points (over the batch):
+    a point reads 4 texels x C channels on each plane, contiguous when channels are, else C
+    cache lines apart. Once the reads outnumber the planes' values a few times, one copy is
+    cheaper than strided gathers (on 2 CPU cores, EG3D's 3x32x256x256 planes and 196k points:
+    35 ms plus the copy against 84 ms in place)."""
+    if planes.stride(2) == 1 or samples * 12 * planes.shape[2] < 2 * planes.numel():
+        return planes
+    return planes.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+
+
 def _forward(planes, coords, box_warp, axes, backend) -> torch.Tensor:
     out = empty_output(planes, _output_shape(planes, coords))
     if out.numel() == 0:
         return out
+    planes = gather_friendly(planes, coords.shape[0] * coords.shape[1])
     coords = _kernel_coords(coords, planes)
     if backend == "triton":
         from ..triton_kernels import sample_triplanes as kernels
