@@ -511,6 +511,37 @@ def test_native_entry_point_rejects_impossible_calls(changes, match):
                                                      demodulate=False))
 
 
+def _weight_grad_args(**changes):
+    """Arguments of _C.modulated_conv2d_weight_grad_cpu for a tiny valid call, with `changes`."""
+    g, x, d, s = torch.ones(1, 4, 3, 3), torch.ones(1, 2, 3, 3), torch.ones(1, 4), torch.ones(1, 2)
+    partial = torch.full((1, 3, 3, 4, 2), float("nan"))
+    args = dict(pointers=[t.data_ptr() for t in (g, x, d, s, partial)], sizes=[1, 2, 4, 3, 3, 3, 3, 3, 3],
+                g_strides=list(g.stride()), x_strides=list(x.stride()), padding=[1, 1], splits=[1, 1, 9], dtype=0,
+                threads=1)
+    args.update(changes)
+    return args, (g, x, d, s, partial)
+
+
+@pytest.mark.parametrize("changes,match", [
+    (dict(sizes=[1, 2, 4, 3, 3, 3, 3, -3, 3]), "sizes must be >= 0"),
+    (dict(sizes=[1, 2, 4, 3, 3, 3, 0, 3, 3]), "kernel height and width"),
+    (dict(splits=[1, 0, 9]), "splits must be >= 1"),
+    (dict(pointers=[1, 1, 1, 1, 0]), "must not be null"),
+    (dict(pointers=[0, 1, 1, 1, 1]), "must not be null"),
+    (dict(dtype=7), "unknown dtype code"),
+    (dict(threads=0), "threads must be >= 1"),
+])
+def test_native_weight_grad_entry_point_rejects_impossible_calls(changes, match):
+    native = _native.load()
+    args, _ = _weight_grad_args(**changes)
+    with pytest.raises(ValueError, match=match):
+        native.modulated_conv2d_weight_grad_cpu(**args)
+    args, (g, x, d, s, partial) = _weight_grad_args()  # and the unchanged call runs
+    native.modulated_conv2d_weight_grad_cpu(**args)
+    want = torch.nn.grad.conv2d_weight(x, (4, 2, 3, 3), g, padding=1)
+    torch.testing.assert_close(partial[0].permute(2, 3, 0, 1), want)
+
+
 @pytest.mark.parametrize("backend,device", CUDA)
 def test_cuda_kernel_batches_past_grid_z_on_a_side_stream(backend, device, launches):
     # More samples than grid.z could hold, launched on a user stream.
