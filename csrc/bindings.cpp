@@ -217,6 +217,15 @@ ngd::render::Params render_params(const std::array<std::uintptr_t, 11>& pointers
   return p;
 }
 
+// sizes (n, i, o, h, w, kh, kw, out_h, out_w) and dtype, as both modulated_conv2d entry points take them.
+void check_modconv_sizes(const std::array<int64_t, 9>& sizes, int dtype) {
+  for (int64_t v : sizes) require(v >= 0, "modulated_conv2d: sizes must be >= 0");
+  // A tap index is an int; no real kernel comes near this bound.
+  require(sizes[5] >= 1 && sizes[6] >= 1 && sizes[5] <= 32768 && sizes[6] <= 32768,
+          "modulated_conv2d: kernel height and width must be in [1, 32768]");
+  check_dtype(dtype, "modulated_conv2d");
+}
+
 // pointers: x, weight, styles, dcoefs (0: no demodulation), noise (0: none), bias (0: none),
 // out, v (0: none; out's strides); sizes: n, i, o, h, w, kh, kw, out_h, out_w; strides
 // (elements): n, c, h, w of x, noise (0 where it broadcasts) and out; padding: pad_x0,
@@ -227,12 +236,8 @@ ngd::modconv::Params modconv_params(const std::array<std::uintptr_t, 8>& pointer
                                     const std::array<int64_t, 4>& noise_strides,
                                     const std::array<int64_t, 4>& out_strides, const std::array<int, 2>& padding,
                                     int act, const std::array<double, 3>& epilogue, bool out_compute, int dtype) {
-  for (int64_t v : sizes) require(v >= 0, "modulated_conv2d: sizes must be >= 0");
-  // A tap index is an int; no real kernel comes near this bound.
-  require(sizes[5] >= 1 && sizes[6] >= 1 && sizes[5] <= 32768 && sizes[6] <= 32768,
-          "modulated_conv2d: kernel height and width must be in [1, 32768]");
+  check_modconv_sizes(sizes, dtype);
   require(act >= 0 && act < ngd::bias_act::kNumActs, "modulated_conv2d: unknown activation code");
-  check_dtype(dtype, "modulated_conv2d");
   const bool empty = sizes[0] == 0 || sizes[2] == 0 || sizes[7] == 0 || sizes[8] == 0;
   if (!empty) {
     require(sizes[1] >= 1 && sizes[3] >= 1 && sizes[4] >= 1, "modulated_conv2d: x must not be empty");
@@ -273,11 +278,8 @@ ngd::modconv::WeightGradParams modconv_weight_grad_params(const std::array<std::
                                                           const std::array<int64_t, 4>& x_strides,
                                                           const std::array<int, 2>& padding,
                                                           const std::array<int64_t, 3>& splits, int dtype) {
-  for (int64_t v : sizes) require(v >= 0, "modulated_conv2d: sizes must be >= 0");
-  require(sizes[5] >= 1 && sizes[6] >= 1 && sizes[5] <= 32768 && sizes[6] <= 32768,
-          "modulated_conv2d: kernel height and width must be in [1, 32768]");
+  check_modconv_sizes(sizes, dtype);
   for (int64_t v : splits) require(v >= 1, "modulated_conv2d: the reduction's splits must be >= 1");
-  check_dtype(dtype, "modulated_conv2d");
   if (sizes[2] > 0 && sizes[1] > 0) {
     require(pointers[2] && pointers[3] && pointers[4], "modulated_conv2d: d, s and the partial sums must not be null");
     if (sizes[0] > 0 && sizes[7] > 0 && sizes[8] > 0)
