@@ -10,8 +10,6 @@
 // The epilogue (demodulation, noise, bias, activation, gain, clamp) is modconv.h's too.
 // The CPU twin (csrc/cpu/modconv_cpu.cpp) runs the same tile functions in loops. The
 // weight gradient's kernels are in modconv_wgrad_cuda.cu.
-#include <stdexcept>
-
 #include "modconv_gemm.cuh"
 
 namespace ngd {
@@ -152,38 +150,24 @@ __global__ void __launch_bounds__(Sh::kThreads) wmma_kernel(Params p) {
 
 // --- launch -----------------------------------------------------------------------------------
 
-template <class Sh, typename Kernel>
-void launch(Kernel kernel, const Params& p, cudaStream_t stream) {
-  launch_tiles(kernel, tile_grid(p, Sh::kBlockM, Sh::kBlockN).count, Sh::kThreads, p, stream);
-}
-
-template <typename S, typename T>
-void launch_simt(const Params& p, cudaStream_t stream) {
-  if (p.o <= kSimtNarrowMaxO) launch<SimtNarrow>(simt_kernel<S, T, SimtNarrow>, p, stream);
-  else launch<SimtWide>(simt_kernel<S, T, SimtWide>, p, stream);
-}
-
-template <typename S>
-void launch_wmma(const Params& p, int device, cudaStream_t stream) {
-  require_wmma<S>(device, "modulated_conv2d_cuda");
-  if (p.o <= kWmmaNarrowMaxO) launch<WmmaNarrow>(wmma_kernel<S, WmmaNarrow>, p, stream);
-  else launch<WmmaWide>(wmma_kernel<S, WmmaWide>, p, stream);
-}
+// The forward kernel of each tile shape, one block per output tile (launch_gemm picks).
+struct ForwardKernels {
+  template <typename S, typename T, class Sh>
+  static void simt(const Params& p, cudaStream_t stream) {
+    launch_tiles(simt_kernel<S, T, Sh>, tile_grid(p, Sh::kBlockM, Sh::kBlockN).count, Sh::kThreads, p, stream);
+  }
+  template <typename S, class Sh>
+  static void wmma(const Params& p, cudaStream_t stream) {
+    launch_tiles(wmma_kernel<S, Sh>, tile_grid(p, Sh::kBlockM, Sh::kBlockN).count, Sh::kThreads, p, stream);
+  }
+};
 
 }  // namespace
 
 void forward_cuda(const Params& p, int device, std::uintptr_t stream_handle) {
   if (p.n == 0 || p.o == 0 || p.oh == 0 || p.ow == 0) return;
   cuda::DeviceGuard guard(device, "modulated_conv2d_cuda");
-  cudaStream_t stream = reinterpret_cast<cudaStream_t>(stream_handle);
-  switch (p.dtype) {
-    case kFloat32: launch_simt<float, float>(p, stream); break;
-    case kFloat64: launch_simt<double, double>(p, stream); break;
-    case kFloat16: launch_wmma<__half>(p, device, stream); break;
-    case kBFloat16: launch_wmma<__nv_bfloat16>(p, device, stream); break;
-    default: throw std::invalid_argument("modulated_conv2d_cuda: unsupported dtype code");
-  }
-  cuda::check(cudaGetLastError(), "modulated_conv2d_cuda", "kernel launch failed");
+  launch_gemm<ForwardKernels>(p, device, reinterpret_cast<cudaStream_t>(stream_handle), "modulated_conv2d_cuda");
 }
 
 }  // namespace modconv

@@ -200,6 +200,36 @@ void require_wmma(int device, const char* op) {
     throw std::runtime_error(std::string(op) + ": fp16 needs a GPU of compute capability 7.0 and bf16 8.0");
 }
 
+// Launches one GEMM's kernel for p's dtype and output channels (p.o): SIMT tiles for
+// fp32 / fp64, WMMA tiles for fp16 / bf16 (on a GPU that runs them), and the narrow shape
+// for few output channels. Kernels launches the kernel of a shape:
+//   template <typename S, typename T, class Sh> static void simt(const P&, cudaStream_t);
+//   template <typename S, class Sh> static void wmma(const P&, cudaStream_t);
+template <class Kernels, typename T, class P>
+void launch_simt(const P& p, cudaStream_t stream) {
+  if (p.o <= kSimtNarrowMaxO) Kernels::template simt<T, T, SimtNarrow>(p, stream);
+  else Kernels::template simt<T, T, SimtWide>(p, stream);
+}
+
+template <class Kernels, typename S, class P>
+void launch_wmma(const P& p, int device, cudaStream_t stream, const char* op) {
+  require_wmma<S>(device, op);
+  if (p.o <= kWmmaNarrowMaxO) Kernels::template wmma<S, WmmaNarrow>(p, stream);
+  else Kernels::template wmma<S, WmmaWide>(p, stream);
+}
+
+template <class Kernels, class P>
+void launch_gemm(const P& p, int device, cudaStream_t stream, const char* op) {
+  switch (p.dtype) {
+    case kFloat32: launch_simt<Kernels, float>(p, stream); break;
+    case kFloat64: launch_simt<Kernels, double>(p, stream); break;
+    case kFloat16: launch_wmma<Kernels, __half>(p, device, stream, op); break;
+    case kBFloat16: launch_wmma<Kernels, __nv_bfloat16>(p, device, stream, op); break;
+    default: throw std::invalid_argument(std::string(op) + ": unsupported dtype code");
+  }
+  cuda::check(cudaGetLastError(), op, "kernel launch failed");
+}
+
 }  // namespace gemm
 }  // namespace modconv
 }  // namespace ngd

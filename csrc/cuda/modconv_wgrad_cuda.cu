@@ -7,8 +7,6 @@
 // for fp16 / bf16). The sum is then scaled by d[n, o] s[n, i] (sample_scale) into the
 // split's accumulator, and the tile is stored, in the compute type, to the split's partial
 // sum. The CPU twin (csrc/cpu/modconv_cpu.cpp) runs the same tile functions in loops.
-#include <stdexcept>
-
 #include "modconv_gemm.cuh"
 
 namespace ngd {
@@ -176,39 +174,28 @@ __global__ void __launch_bounds__(Sh::kThreads, kMinBlocks) wgrad_wmma_kernel(We
 
 // --- launch -----------------------------------------------------------------------------------
 
-template <class Sh, typename Kernel>
-void launch(Kernel kernel, const WeightGradParams& p, cudaStream_t stream) {
-  launch_tiles(kernel, weight_grad_grid(p, Sh::kBlockM, Sh::kBlockN).count, Sh::kThreads, p, stream);
-}
-
-template <typename S, typename T>
-void launch_simt(const WeightGradParams& p, cudaStream_t stream) {
-  if (p.o <= kSimtNarrowMaxO) launch<SimtNarrow>(wgrad_simt_kernel<S, T, SimtNarrow>, p, stream);
-  else launch<SimtWide>(wgrad_simt_kernel<S, T, SimtWide>, p, stream);
-}
-
-template <typename S>
-void launch_wmma(const WeightGradParams& p, int device, cudaStream_t stream) {
-  require_wmma<S>(device, "modulated_conv2d_weight_grad_cuda");
-  if (p.o <= kWmmaNarrowMaxO) launch<WmmaNarrow>(wgrad_wmma_kernel<S, WmmaNarrow>, p, stream);
-  else launch<WmmaWide>(wgrad_wmma_kernel<S, WmmaWide>, p, stream);
-}
+// The weight-gradient kernel of each tile shape, one block per tile (launch_gemm picks).
+struct WeightGradKernels {
+  template <typename S, typename T, class Sh>
+  static void simt(const WeightGradParams& p, cudaStream_t stream) {
+    launch_tiles(wgrad_simt_kernel<S, T, Sh>, weight_grad_grid(p, Sh::kBlockM, Sh::kBlockN).count, Sh::kThreads, p,
+                 stream);
+  }
+  template <typename S, class Sh>
+  static void wmma(const WeightGradParams& p, cudaStream_t stream) {
+    launch_tiles(wgrad_wmma_kernel<S, Sh>, weight_grad_grid(p, Sh::kBlockM, Sh::kBlockN).count, Sh::kThreads, p,
+                 stream);
+  }
+};
 
 }  // namespace
 
 void weight_grad_cuda(const WeightGradParams& p, int device, std::uintptr_t stream_handle) {
-  // Nothing to sum: the caller gives zeros for an empty reduction.
+  // Nothing to sum: the caller never asks (such convolutions take the composite path).
   if (p.n == 0 || p.o == 0 || p.i == 0 || p.oh * p.ow == 0) return;
   cuda::DeviceGuard guard(device, "modulated_conv2d_weight_grad_cuda");
-  cudaStream_t stream = reinterpret_cast<cudaStream_t>(stream_handle);
-  switch (p.dtype) {
-    case kFloat32: launch_simt<float, float>(p, stream); break;
-    case kFloat64: launch_simt<double, double>(p, stream); break;
-    case kFloat16: launch_wmma<__half>(p, device, stream); break;
-    case kBFloat16: launch_wmma<__nv_bfloat16>(p, device, stream); break;
-    default: throw std::invalid_argument("modulated_conv2d_weight_grad_cuda: unsupported dtype code");
-  }
-  cuda::check(cudaGetLastError(), "modulated_conv2d_weight_grad_cuda", "kernel launch failed");
+  launch_gemm<WeightGradKernels>(p, device, reinterpret_cast<cudaStream_t>(stream_handle),
+                                 "modulated_conv2d_weight_grad_cuda");
 }
 
 }  // namespace modconv
