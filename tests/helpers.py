@@ -23,7 +23,6 @@ def backend_params():
     ]
 
 
-
 def assert_cpu_isa_builds_agree(probe: str, tmp_path, cwd=None):
     """Run `probe` (Python source that saves a list of tensors to sys.argv[1] and prints the CPU
     ISA it ran) with the baseline kernels forced, then with the best build, and require the

@@ -2,7 +2,7 @@
 gradients of first and second order (path-length regularisation differentiates through it
 twice), and bad inputs; the fused kernels (up = down = 1, with their noise/bias/act/clamp
 epilogue: Triton on tiny shapes as its interpreter is slow, the CUDA kernel and its CPU twin
-also on wider random cases) and the Triton backward kernels against the fp64 torch reference."""
+also on wider random cases) and their backward kernels against the fp64 torch reference."""
 import functools
 import importlib
 import itertools
@@ -93,7 +93,6 @@ FUSED_PATH = importlib.import_module("nerfgan_distill.ops.modulated_conv2d_fused
 FUSED = [pytest.param("cpu-twin", "cpu", id="cpu-twin")] + [p for p in BACKENDS if p.values[0] in ("triton", "cuda")]
 TWIN_AND_CUDA = [p for p in FUSED if p.values[0] != "triton"]  # fast enough for many and larger cases
 CUDA = [p for p in BACKENDS if p.values[0] == "cuda"]
-TRITON = [p for p in BACKENDS if p.values[0] == "triton"]  # the backend whose backward runs kernels
 
 
 def _fused_op(backend):
@@ -103,8 +102,8 @@ def _fused_op(backend):
 
 @pytest.fixture
 def launches(monkeypatch):
-    """Count the fused forward kernel's launches (any backend; the Triton backward's dL/dx is
-    one too), so the tests know the fused path ran."""
+    """Count the fused forward kernel's launches (any backend; the backward's dL/dx is one
+    too), so the tests know the fused path ran."""
     calls = []
     original = FUSED_PATH._launch_forward
 
@@ -695,7 +694,7 @@ def test_fused_backward_low_precision(backend, device, dtype, demodulate, k, par
 
 @pytest.mark.parametrize("backend,device", FUSED)
 def test_fused_backward_recomputes_only_for_create_graph(backend, device, monkeypatch, launches,
-                                                                weight_grad_launches):
+                                                         weight_grad_launches):
     module = MODCONV
     composite_calls = []
     original = module._composite
@@ -721,8 +720,7 @@ def test_fused_backward_recomputes_only_for_create_graph(backend, device, monkey
 @pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("names", [("x",), ("weight",), ("styles",), ("noise",), ("bias",), ("weight", "bias"),
                                    ("x", "noise"), ("styles", "weight")], ids="-".join)
-def test_fused_backward_computes_only_what_is_needed(backend, device, names, launches,
-                                                            weight_grad_launches):
+def test_fused_backward_computes_only_what_is_needed(backend, device, names, launches, weight_grad_launches):
     case = dict(n=2, i=5, o=3, hw=(5, 6), k=(3, 2), padding=[1, 0, 2, 1], flip=False, demodulate=True,
                 fused=True, noise="hw", epilogue="lrelu")
     x, weight, styles, kwargs = _inputs(case, torch.float64, device)

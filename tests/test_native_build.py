@@ -105,7 +105,9 @@ modconv = importlib.import_module("nerfgan_distill.ops.modulated_conv2d")  # the
 xs, ws = torch.randn(2, 37, 9, 11, generator=gen), torch.randn(70, 37, 3, 3, generator=gen)
 ss = torch.randn(2, 37, generator=gen)
 for dtype in (torch.float32, torch.float64, torch.bfloat16):
-    outs.append(modconv._cpu_twin(xs.to(dtype), ws, ss + 1, padding=1, act="swish", clamp=2.0))
+    xd, wd, sd = xs.to(dtype).requires_grad_(True), ws.clone().requires_grad_(True), (ss + 1).requires_grad_(True)
+    y = modconv._cpu_twin(xd, wd, sd, padding=1, act="swish", clamp=2.0)
+    outs += [y, *torch.autograd.grad(y, (xd, wd, sd), torch.ones_like(y))]  # the twin's backward kernels
 torch.save([o for o in outs if o is not None], sys.argv[1])
 print(_native.build_info()["cpu_isa"])
 """
