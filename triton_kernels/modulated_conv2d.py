@@ -158,7 +158,7 @@ def modconv_wgrad_kernel(g_ptr, x_ptr, d_ptr, s_ptr, ws_ptr,
                          USE_DOT: tl.constexpr, LOWP_DOT: tl.constexpr, FP64: tl.constexpr,
                          BLOCK_O: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_P: tl.constexpr):
     # One program: a [BLOCK_O, BLOCK_I] tile of one tap, summed over one split of the
-    # (sample, pixel) reduction; the launcher adds up the splits.
+    # (sample, pixel) reduction; the caller adds up the splits.
     pid_oi = tl.program_id(0)
     tap = tl.program_id(1)
     split = tl.program_id(2)
