@@ -41,6 +41,7 @@ def test_bench_writes_json_with_references_and_speedups(tmp_path):
     for row in rows:
         assert row["median_ms"] > 0 and row["gbps"] > 0 and row["repeats"] == 2
         assert row["p20_ms"] <= row["median_ms"] <= row["p80_ms"]
+        assert row["ms_per_image"] == pytest.approx(row["median_ms"] / row["shape"][0], abs=1e-5)
         if row["provider"] == "torch":
             assert row["speedup_vs_torch"] == 1.0
 
@@ -56,6 +57,24 @@ def test_bench_writes_json_with_references_and_speedups(tmp_path):
         fastest = min((r for r in group if r["provider"] in references), key=lambda r: r["median_ms"])
         assert fastest["speedup_vs_best_reference"] == 1.0
         assert all(r["speedup_vs_best_reference"] <= 1.0 for r in group if r["provider"] in references)
+        for name in ("torch.nonfused", "torch.nonfused.compile"):  # a column per further reference
+            assert all(r[f"speedup_vs_{name}"] == 1.0 for r in group if r["provider"] == name)
+
+    # The renderer's rows say how far they are from the H100 roofline estimate (perf.md).
+    (path,) = tmp_path.glob("render_triplanes-cpu-*.json")
+    for row in json.loads(path.read_text())["rows"]:
+        assert row["h100_roofline_ms"] > 0
+        assert row["times_h100_roofline"] == pytest.approx(row["median_ms"] / row["h100_roofline_ms"], rel=1e-2)
+
+
+def test_bench_batch_picks_the_shapes_of_that_batch(tmp_path):
+    result = run_cli("bench", "--quick", "--device", "cpu", "--repeats", "1", "--warmup", "0", "--op", "bias_act",
+                     "--op", "render_triplanes", "--batch", "2", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "render_triplanes: no shape of batch 2, skipped" in result.stdout
+    assert not list(tmp_path.glob("render_triplanes-*.json"))
+    (path,) = tmp_path.glob("bias_act-cpu-*.json")
+    assert {r["shape"][0] for r in json.loads(path.read_text())["rows"]} == {2}
 
 
 def test_bench_rejects_bad_arguments(tmp_path):

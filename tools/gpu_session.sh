@@ -4,7 +4,8 @@
 # a CUDA build of PyTorch (+ Triton):
 #
 #   bash tools/gpu_session.sh build test sanitize   # then, in later calls:
-#   bash tools/gpu_session.sh build bench           # BENCH_OPS="upfirdn2d bias_act" for some ops only
+#   bash tools/gpu_session.sh build bench           # BENCH_OPS="upfirdn2d bias_act" for some ops only,
+#                                                   # BENCH_ARGS="--batch 8" for some shapes only
 #   bash tools/gpu_session.sh build bench-teacher
 #
 # build     installs the package (CUDA for this GPU's arch only, to build fast), no deps
@@ -58,7 +59,7 @@ for stage in "$@"; do
     bench)
       for op in ${BENCH_OPS:-bias_act upfirdn2d modulated_conv2d sample_triplanes composite_rays render_triplanes}; do
         step "bench_$op" nerfgan-distill bench --op "$op" --device cuda --dtype float32 --dtype float16 \
-          --dtype bfloat16 --out "$work"
+          --dtype bfloat16 ${BENCH_ARGS:-} --out "$work"
       done ;;
     bench-teacher)
       step bench_teacher nerfgan-distill bench-teacher --device cuda --out "$work" ;;

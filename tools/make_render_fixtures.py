@@ -15,7 +15,8 @@ The random draws of the official code are made here with a seeded generator and 
 to it by swapping torch.rand / torch.rand_like for the call, so the tests can replay them.
 "ffhq_det" uses jitter = 0 and u = linspace(0, 1, Di), our deterministic contract.
 "ffhq_det" and "ffhq_random" share planes, decoder and rays (torch.save stores them once);
-the planes are 12x12 for ffhq, 8x8, 6x6 and 6x10 for the others, to keep the file under 400 KB.
+the planes are 12x12 for ffhq, 8x8, 6x6, 6x10 and 6x6 for the others, to keep the file small.
+"disparity" samples the coarse depths uniformly in disparity (disparity_space_sampling).
 
 Nothing of the official code is copied; it is imported from the path you give:
 
@@ -247,6 +248,8 @@ def main():
          dict(ffhq, ray_start="auto", ray_end="auto", depth_resolution=8, depth_resolution_importance=8), False),
         ("coarse_only", new_scene(n, r, 6, 10, 2.7, [0.0, 0.0, 0.2], 1, 1),
          dict(ffhq, depth_resolution=9, depth_resolution_importance=0), False),
+        ("disparity", new_scene(n, r, 6, 6, 2.7, [0.0, 0.0, 0.2], 1, 1),
+         dict(ffhq, disparity_space_sampling=True, depth_resolution=10, depth_resolution_importance=10), False),
     ]:
         planes, state, origins, directions = scene
         d, di = options["depth_resolution"], options["depth_resolution_importance"]

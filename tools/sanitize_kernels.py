@@ -42,10 +42,14 @@ def calls(device: torch.device, dtype: torch.dtype, backend: str = "cuda"):
     strided = planes.detach().permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3).requires_grad_(True)
     for name, p in (("sample_triplanes", planes), ("sample_triplanes channels-last", strided)):
         yield name, lambda p=p: _grad(ops.sample_triplanes(p, coords, backend=backend), [p, coords])
+    # Every point within a texel of the centre: the planes gradient's repeated-tap merging.
+    hot = (rand(2, 37, 3, dt=torch.float32) * 0.01).requires_grad_(True)
+    yield "sample_triplanes hot-texels", lambda: _grad(ops.sample_triplanes(planes, hot, backend=backend),
+                                                       [planes, hot])
 
-    colors = rand(2, 29, 7, 5, dt=torch.float32, grad=True)
-    densities = rand(2, 29, 7, 1, dt=torch.float32, grad=True)
-    depths = torch.sort(torch.rand(2, 29, 7, 1, device=device, generator=g) * 2 + 2, dim=2).values
+    colors = rand(2, 29, 7, 5, grad=True)
+    densities = rand(2, 29, 7, 1, grad=True)
+    depths = torch.sort(torch.rand(2, 29, 7, 1, device=device, generator=g) * 2 + 2, dim=2).values.to(dtype)
     yield "composite_rays", lambda: _grad(ops.composite_rays(colors, densities, depths, backend=backend),
                                           [colors, densities])
 

@@ -12,7 +12,7 @@ from ..ops.composite_rays_ref import composite_rays_ref
 CHANNELS, SAMPLES = 32, 96
 SHAPES = {  # (batch, rays per image)
     "quick": [(1, 16 * 16)],
-    "cpu": [(1, 64 * 64), (1, 128 * 128)],
+    "cpu": [(1, 64 * 64), (1, 128 * 128), (4, 128 * 128)],
     "cuda": [(1, 128 * 128), (4, 128 * 128), (16, 128 * 128)],
 }
 

@@ -31,15 +31,15 @@ def channels(resolution: int) -> int:
 
 # layer kind -> (kernel size, up, demodulate, activation)
 LAYERS = {"conv0_up": (3, 2, True, "lrelu"), "conv1": (3, 1, True, "lrelu"), "torgb": (1, 1, False, "linear")}
+RESOLUTIONS = (4, 8, 16, 32, 64, 128, 256, 512)
 # shape = (batch, output resolution); channels follow from the resolution
 SHAPES = {
     "quick": {"conv1": [(2, 8)]},
     "cpu": {"conv1": [(4, 8), (4, 32), (1, 128)], "conv0_up": [(4, 32), (1, 128)],
             "torgb": [(4, 128)]},
-    # every resolution at batch 8, three of them at batch 1 and 32
-    "cuda": {kind: [(8, res) for res in (4, 8, 16, 32, 64, 128, 256, 512) if not (kind == "conv0_up" and res == 4)]
-             + [(batch, res) for batch in (1, 32) for res in (16, 64, 256)]
-             for kind in LAYERS},
+    # every resolution at batch 1, 8 and 32 (`--batch` picks some)
+    "cuda": {kind: [(batch, res) for batch in (1, 8, 32) for res in RESOLUTIONS
+                    if not (kind == "conv0_up" and res == 4)] for kind in LAYERS},
 }
 
 

@@ -16,10 +16,15 @@ CHANNELS, PLANE_RES, HIDDEN = 32, 256, 64
 OPTIONS = RenderOptions(depth_resolution=48, depth_resolution_importance=48, ray_start=2.25, ray_end=3.3)
 SHAPES = {  # (batch, neural rendering resolution): rays = resolution^2 per image
     "quick": [(1, 16)],
-    "cpu": [(1, 64)],
+    # 2 CPU cores: batch 16 at 128^2 would take the torch reference about half a minute per call
+    "cpu": [(1, 64), (4, 64), (1, 128)],
     "cuda": [(1, 128), (4, 128), (16, 128)],
 }
 FLOPS_PER_SAMPLE = 2 * (CHANNELS * HIDDEN + HIDDEN * (CHANNELS + 1)) + 3 * CHANNELS * 9 + 3 * CHANNELS + 40
+# The H100 SXM peaks of ../shared/docs/perf.md section 4 (FP32 cores, special-function units,
+# HBM3), and its count of transcendentals per sample (softplus x 64, sigmoid x 32, density).
+H100_FP32_FLOPS, H100_MUFU_OPS, H100_HBM_BYTES = 67e12, 4.2e12, 3.35e12
+MUFU_PER_SAMPLE = 200
 
 
 def cases(device: torch.device, dtypes: list[torch.dtype], quick: bool) -> list[dict]:
@@ -42,6 +47,16 @@ def traffic_bytes(case: dict) -> int:
 
 def flops(case: dict) -> int:
     return _samples(case) * FLOPS_PER_SAMPLE
+
+
+def h100_roofline_ms(case: dict) -> float:
+    """perf.md's roofline for a fused renderer on one H100, for this case: one decode per
+    sample on the FP32 cores (the kernels' decoder does not use tensor cores), its
+    transcendentals on the special-function units and the minimum traffic from HBM, each at
+    peak and perfectly overlapped. At 128^2 rays that is about 0.22 ms per image (FP32-bound)."""
+    seconds = max(flops(case) / H100_FP32_FLOPS, _samples(case) * MUFU_PER_SAMPLE / H100_MUFU_OPS,
+                  traffic_bytes(case) / H100_HBM_BYTES)
+    return seconds * 1e3
 
 
 def _inputs(case: dict, device: torch.device):

@@ -18,7 +18,7 @@ CHANNELS, PLANE_RES, SAMPLES = 32, 256, 48
 # (batch, rays per image); points per image = rays * SAMPLES
 SHAPES = {
     "quick": [(1, 16 * 16)],
-    "cpu": [(1, 64 * 64)],
+    "cpu": [(1, 64 * 64), (4, 64 * 64)],  # 2 cores: 128^2 rays only on GPU
     "cuda": [(1, 128 * 128), (4, 128 * 128), (16, 128 * 128)],
 }
 CONFIGS = ("planes_nchw", "planes_channels_last", "hot_texels")

@@ -1,6 +1,6 @@
 """upfirdn2d benchmark: the FIR resampling a StyleGAN2 512x512 generator and its
-discriminator run ([1,3,3,1] filter), forward and forward+backward, every backend next
-to the eager and compiled torch reference."""
+discriminator run ([1,3,3,1] filter) with EG3D's channel counts, forward and
+forward+backward, every backend next to the eager and compiled torch reference."""
 from __future__ import annotations
 
 import functools
@@ -10,6 +10,7 @@ import torch
 from ..ops import setup_filter, upfirdn2d
 from ..ops.upfirdn2d import output_shape, parse_padding, parse_scaling
 from ..ops.upfirdn2d_ref import upfirdn2d_ref
+from .modulated_conv2d import channels
 
 # config -> upfirdn2d arguments; channel counts follow StyleGAN2's config for 512x512
 CONFIGS = {
@@ -17,14 +18,18 @@ CONFIGS = {
     "upsample2d": dict(up=2, padding=[2, 1, 2, 1], gain=4),  # the skip-RGB path (and feature upsampling)
     "downsample2d": dict(down=2, padding=[1, 1, 1, 1]),      # the discriminator's resampling
 }
+BATCHES, RESOLUTIONS = (1, 8, 32), (8, 16, 32, 64, 128, 256, 512)
 SHAPES = {
     "quick": {"upconv_fir": [(2, 32, 33, 33)]},
     "cpu": {"upconv_fir": [(4, 512, 33, 33), (4, 128, 257, 257)],
             "upsample2d": [(4, 256, 64, 64)],
             "downsample2d": [(4, 128, 128, 128)]},
-    "cuda": {"upconv_fir": [(8, 512, 33, 33), (8, 256, 129, 129), (8, 64, 513, 513), (32, 128, 257, 257)],
-             "upsample2d": [(8, 3, 256, 256), (32, 256, 64, 64)],
-             "downsample2d": [(32, 128, 256, 256), (8, 64, 512, 512)]},
+    # Every output resolution r of the generator (8 to 512) and discriminator (512 to 8) at
+    # batch 1, 8 and 32 (`--batch` picks some): an up-block's conv output (r + 1)^2 with
+    # channels(r), the skip path's RGB image from r / 2, the discriminator's input at r.
+    "cuda": {"upconv_fir": [(b, channels(r), r + 1, r + 1) for b in BATCHES for r in RESOLUTIONS],
+             "upsample2d": [(b, 3, r // 2, r // 2) for b in BATCHES for r in RESOLUTIONS],
+             "downsample2d": [(b, channels(r), r, r) for b in BATCHES for r in RESOLUTIONS]},
 }
 
 
@@ -48,6 +53,16 @@ def traffic_bytes(case: dict) -> int:
     elements = torch.Size(case["shape"]).numel() + torch.Size(_output_shape(case)).numel()
     passes = 1 if case["pass"] == "forward" else 2
     return passes * elements * torch.tensor([], dtype=case["dtype"]).element_size()
+
+
+def flops(case: dict) -> int:
+    """Multiply-adds (x2) of the filter taps that meet input samples: 16 per output pixel, a
+    quarter of them after a 2x upsampling (the rest meet inserted zeros); the backward is
+    another upfirdn2d of the same size."""
+    kwargs = CONFIGS[case["config"]]
+    taps = 16 // (kwargs.get("up", 1) ** 2)
+    forward = 2 * taps * torch.Size(_output_shape(case)).numel()
+    return forward if case["pass"] == "forward" else 2 * forward
 
 
 def _reference(x, f, config):
