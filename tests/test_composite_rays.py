@@ -106,11 +106,29 @@ def test_empty_ray_has_finite_gradients(backend, device):
     assert grad.isfinite().all()
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
-def test_empty_batch(backend, device):
-    colors, densities, depths = random_rays(device, n=0, r=3, s=4, c=2, dtype=torch.float32)
+@pytest.mark.parametrize("n,r", [(0, 3), (2, 0)], ids=["no-batch", "no-rays"])
+@pytest.mark.parametrize("backend,device", BACKENDS + [pytest.param("torch", "cpu", id="torch")])
+def test_empty_batch(backend, device, n, r):
+    colors, densities, depths = random_rays(device, n=n, r=r, s=4, c=2, dtype=torch.float32)
+    colors.requires_grad_(True)
+    densities.requires_grad_(True)
     rgb, depth, weights = ops.composite_rays(colors, densities, depths, backend=backend)
-    assert rgb.shape == (0, 3, 2) and depth.shape == (0, 3, 1) and weights.shape == (0, 3, 3, 1)
+    assert rgb.shape == (n, r, 2) and depth.shape == (n, r, 1) and weights.shape == (n, r, 3, 1)
+    grad_colors, grad_densities = torch.autograd.grad(rgb.sum() + depth.sum() + weights.sum(), (colors, densities))
+    assert grad_colors.shape == colors.shape and grad_densities.shape == densities.shape
+
+
+@pytest.mark.parametrize("white_back", [False, True])
+@pytest.mark.parametrize("backend,device", BACKENDS + [pytest.param("torch", "cpu", id="torch")])
+def test_no_channels_give_empty_features(backend, device, white_back):
+    # Depth and weights do not depend on the colors: they match the same rays with one channel.
+    colors, densities, depths = random_rays(device, c=1, dtype=torch.float32)
+    rgb, depth, weights = ops.composite_rays(colors[..., :0], densities, depths, white_back, backend=backend)
+    _, depth_one, weights_one = ops.composite_rays(colors, densities, depths, white_back, backend=backend)
+    assert rgb.shape == (2, 3, 0)
+    torch.testing.assert_close(depth, depth_one, rtol=0, atol=0)
+    torch.testing.assert_close(weights, weights_one, rtol=0, atol=0)
+    assert_matches_reference(colors[..., :0], densities, depths, backend, white_back)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -47,6 +47,21 @@ def test_importance_depths_public_api():
         ops.importance_depths(z, w, 0)
 
 
+def test_importance_depths_needs_four_coarse_depths_and_a_bool_deterministic():
+    z = torch.linspace(2.0, 3.0, 6).expand(2, 3, 6).unsqueeze(-1).contiguous()
+    w = torch.rand(2, 3, 5, 1, generator=torch.Generator().manual_seed(0))
+    for d in (2, 3):  # sample_pdf would index an empty set of inner weights
+        with pytest.raises(ValueError, match=r"depths_coarse must be \[N, R, D, 1\] with D >= 4"):
+            ops.importance_depths(z[:, :, :d].contiguous(), w[:, :, :d - 1].contiguous(), 4, deterministic=True)
+    # D = 4, the smallest: one inner weight, so the fine depths spread over the middle bin.
+    got = ops.importance_depths(z[:, :, :4].contiguous(), w[:, :, :3].contiguous(), 4, deterministic=True)
+    want = importance_from_uniforms(z[:, :, :4], w[:, :, :3], torch.linspace(0, 1, 4).expand(6, 4))
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    for flag in ("no", 1, None):
+        with pytest.raises(TypeError, match="importance_depths: deterministic must be a bool"):
+            ops.importance_depths(z, w, 4, deterministic=flag)
+
+
 @pytest.mark.parametrize("case", FIXTURES["ray_limits_box"], ids=lambda c: c["name"])
 def test_ray_box_limits_match_official(case):
     t_min, t_max = ray_box_limits(case["rays_o"], case["rays_d"], case["box_side_length"])
@@ -149,6 +164,7 @@ def test_render_options_from_eg3d_and_their_errors():
         (dict(box_warp=-1), "box_warp must be > 0"),
         (dict(clamp_mode="relu"), "clamp_mode must be 'softplus'"),
         (dict(plane_axes="zyx"), "plane_axes must be one of"),
+        (dict(plane_axes=["eg3d"]), "plane_axes must be a str"),
         (dict(density_noise=0.5), "density_noise"),
     ]
     for change, match in bad:
@@ -174,6 +190,42 @@ def test_bad_render_inputs_raise_clear_errors():
         ops.render_triplanes(planes, short, origins, directions, options)
     with pytest.raises(TypeError, match="rays must be float32"):
         ops.render_triplanes(planes, decoder, origins.double(), directions.double(), options)
+    with pytest.raises(ValueError, match="render_triplanes: planes must have H >= 1 and W >= 1"):
+        ops.render_triplanes(planes[:, :, :, :0], decoder, origins, directions, options)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=str)
+@pytest.mark.parametrize("name", ["ray_origins", "ray_directions"])
+@pytest.mark.parametrize("backend,device", BACKENDS + [pytest.param("torch", "cpu", id="torch")])
+def test_non_finite_rays_raise_clear_errors(backend, device, name, bad):
+    # Unchecked, one such ray makes the composable path's depths all NaN (EG3D's batch-wide clamp).
+    planes, decoder, origins, directions = (t.to(device) if torch.is_tensor(t) else t for t in tiny_scene())
+    decoder = ops.TriplaneDecoder(*(t.to(device) for t in decoder.tensors))
+    (origins if name == "ray_origins" else directions)[1, 4, 2] = bad
+    for grad in (False, True):  # the fused path (where the backend has one), then the composable one
+        with pytest.raises(ValueError, match=f"render_triplanes: {name} must be finite"):
+            ops.render_triplanes(planes.requires_grad_(grad), decoder, origins, directions, options_for(),
+                                 deterministic=True, backend=backend)
+
+
+@pytest.mark.parametrize("change", [dict(), dict(ray_start="auto", ray_end="auto", depth_resolution_importance=0)],
+                         ids=["importance", "auto-coarse-only"])
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "grad"])
+@pytest.mark.parametrize("n,r", [(2, 0), (0, 3)], ids=["no-rays", "no-batch"])
+@pytest.mark.parametrize("backend,device", BACKENDS + [pytest.param("torch", "cpu", id="torch")])
+def test_empty_inputs_give_empty_outputs(backend, device, n, r, grad, change):
+    planes, decoder, origins, directions = (t.to(device) if torch.is_tensor(t) else t for t in tiny_scene(n=n, r=r))
+    decoder = ops.TriplaneDecoder(*(t.to(device) for t in decoder.tensors))
+    planes.requires_grad_(grad)
+    for deterministic in (True, False):
+        rgb, depth, weight_total = ops.render_triplanes(planes, decoder, origins, directions, options_for(**change),
+                                                        deterministic=deterministic, backend=backend)
+        assert rgb.shape == (n, r, 3) and depth.shape == weight_total.shape == (n, r, 1)
+        assert rgb.dtype == depth.dtype == weight_total.dtype == torch.float32
+        assert rgb.requires_grad == grad
+    if grad:
+        (grad_planes,) = torch.autograd.grad(rgb.sum() + depth.sum(), planes)
+        assert grad_planes.shape == planes.shape and (grad_planes == 0).all()
 
 
 # --- the fused kernel --------------------------------------------------------------------
@@ -680,3 +732,16 @@ def test_fused_torch_compile_fullgraph_matches_eager():
     fn = lambda *s: ops.render_triplanes(*s, options, deterministic=True, backend="cpu")[0] * 2  # noqa: E731
     with torch.no_grad():
         torch.testing.assert_close(torch.compile(fn, fullgraph=True)(*scene), fn(*scene))
+
+
+def test_fused_torch_compile_fullgraph_still_refuses_non_finite_rays():
+    # Compiled, the finiteness check stays in the graph as a runtime assert (a RuntimeError
+    # without our message) rather than breaking the graph or rendering NaN depths.
+    planes, decoder, origins, directions = random_scene()
+    fn = lambda *s: ops.render_triplanes(*s, options_for(), deterministic=True, backend="cpu")[1]  # noqa: E731
+    compiled = torch.compile(fn, fullgraph=True)
+    with torch.no_grad():
+        compiled(planes, decoder, origins, directions)  # compiles: the error below comes from running it
+        origins[0, 1, 1] = float("nan")
+        with pytest.raises((ValueError, RuntimeError)):
+            compiled(planes, decoder, origins, directions)

@@ -225,9 +225,20 @@ def test_second_order_gradient_raises_clearly():
     (dict(box_warp=float("nan")), ValueError, "box_warp must be finite"),
     (dict(box_warp=0), ValueError, "box_warp must be > 0"),
     (dict(plane_axes="yzx"), ValueError, "plane_axes must be one of"),
+    (dict(plane_axes=[0, 1]), TypeError, r"plane_axes must be a str, one of \['eg3d', 'xyz'\], got \[0, 1\]"),
+    (dict(plane_axes=None), TypeError, "plane_axes must be a str"),
 ])
 def test_bad_inputs_raise_clear_errors(kwargs, error, match):
     args = dict(planes=torch.zeros(1, 3, 2, 4, 4), coords=torch.zeros(1, 5, 3))
     args.update(kwargs)
     with pytest.raises(error, match=match):
         ops.sample_triplanes(**args)
+
+
+@pytest.mark.parametrize("size", [(0, 4), (4, 0), (0, 0)], ids=str)
+@pytest.mark.parametrize("backend,device", BACKENDS + [pytest.param("torch", "cpu", id="torch")])
+def test_planes_without_texels_raise_clear_errors(backend, device, size):
+    planes = torch.zeros(1, 3, 2, *size, device=device)
+    for m in (5, 0):  # with points, and with none
+        with pytest.raises(ValueError, match=r"sample_triplanes: planes must have H >= 1 and W >= 1"):
+            ops.sample_triplanes(planes, torch.zeros(1, m, 3, device=device), backend=backend)

@@ -26,7 +26,7 @@ def composite_rays(colors: torch.Tensor, densities: torch.Tensor, depths: torch.
     """Composite samples along rays.
 
     Args:
-        colors: [N, R, S, C] features per sample (EG3D: the decoder's 32 "rgb" features).
+        colors: [N, R, S, C] features per sample (EG3D: the decoder's 32 "rgb" features); C may be 0.
         densities: [N, R, S, 1] raw densities (before softplus(x - 1)).
         depths: [N, R, S, 1] sample depths, sorted along S; S >= 2. No gradient flows to them.
         white_back: add 1 - (total weight) to every feature (ShapeNet).
@@ -79,9 +79,18 @@ def _outputs(colors):
     return (empty_output(colors, [n, r, c]), empty_output(colors, [n, r, 1]), empty_output(colors, [n, r, s - 1, 1]))
 
 
+def _one_zero_channel(colors):
+    """[N, R, S, 1] zeros for colors with no channels: the native kernels need a colors pointer;
+    depth and weights do not depend on the colors, and a zero channel adds no gradient."""
+    return colors.new_zeros(list(colors.shape[:3]) + [1])
+
+
 def _forward(colors, densities, depths, white_back, backend):
     rgb, depth, weights = _outputs(colors)
     if depth.numel() == 0:
+        return rgb, depth, weights
+    if colors.shape[3] == 0:
+        _, depth, weights = _forward(_one_zero_channel(colors), densities, depths, white_back, backend)
         return rgb, depth, weights
     colors_f, densities_f, depths_f, depth_range = _flat(colors, densities, depths)
     rays, s, c = colors_f.shape
@@ -102,6 +111,12 @@ def _backward(grad_rgb, grad_depth, grad_weights, colors, densities, depths, wei
     grad_colors = empty_output(colors, list(colors.shape[:2]) + [colors.shape[2] * colors.shape[3]]).view(colors.shape)
     grad_densities = empty_output(densities, list(densities.shape[:3])).view(densities.shape)
     if grad_densities.numel() == 0:
+        return grad_colors, grad_densities
+    if colors.shape[3] == 0:
+        zero = _one_zero_channel(colors)
+        no_grad_rgb = grad_rgb.new_zeros(list(grad_rgb.shape[:2]) + [1])
+        _, grad_densities = _backward(no_grad_rgb, grad_depth, grad_weights, zero, densities, depths, weights,
+                                      white_back, backend)
         return grad_colors, grad_densities
     colors_f, densities_f, depths_f, depth_range = _flat(colors, densities, depths)
     rays, s, c = colors_f.shape

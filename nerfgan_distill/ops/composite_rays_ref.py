@@ -23,7 +23,8 @@ def composite_rays_ref(colors: torch.Tensor, densities: torch.Tensor, depths: to
     depth = torch.sum(weights * depths_mid, dim=-2) / weight_total
     # A ray with no weight (0/0) takes the largest depth; the clamp bounds are global.
     depth = torch.nan_to_num(depth, float("inf"))
-    depth = torch.clamp(depth, torch.min(depths), torch.max(depths))
+    if depths.numel() > 0:  # no rays: nothing to clamp (and min/max of nothing is an error)
+        depth = torch.clamp(depth, torch.min(depths), torch.max(depths))
     if white_back:
         rgb = rgb + 1 - weight_total
     return rgb * 2 - 1, depth, weights

@@ -65,7 +65,7 @@ def importance_from_uniforms(depths_coarse: torch.Tensor, weights: torch.Tensor,
 def importance_depths(depths_coarse: torch.Tensor, weights: torch.Tensor, n_importance: int,
                       deterministic: bool = False, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Depths of the fine samples, [N, R, n_importance, 1], from the coarse depths
-    [N, R, D, 1] (sorted along D) and the coarse pass's weights [N, R, D-1, 1].
+    [N, R, D, 1] (sorted along D; D >= 4) and the coarse pass's weights [N, R, D-1, 1].
 
     deterministic=True uses u = linspace(0, 1, n_importance) (EG3D's det=True);
     otherwise u is uniform, drawn from `generator` (EG3D draws with torch.rand).
@@ -74,8 +74,9 @@ def importance_depths(depths_coarse: torch.Tensor, weights: torch.Tensor, n_impo
     op = "importance_depths"
     check_float_tensor(op, "depths_coarse", depths_coarse)
     check_float_tensor(op, "weights", weights)
-    if depths_coarse.ndim != 4 or depths_coarse.shape[-1] != 1 or depths_coarse.shape[2] < 2:
-        raise ValueError(f"{op}: depths_coarse must be [N, R, D, 1] with D >= 2, got {list(depths_coarse.shape)}")
+    if depths_coarse.ndim != 4 or depths_coarse.shape[-1] != 1 or depths_coarse.shape[2] < 4:
+        raise ValueError(f"{op}: depths_coarse must be [N, R, D, 1] with D >= 4 (EG3D's sample_pdf draws from the "
+                         f"D - 3 inner coarse weights), got {list(depths_coarse.shape)}")
     n, r, d, _ = depths_coarse.shape
     if list(weights.shape) != [n, r, d - 1, 1]:
         raise ValueError(f"{op}: weights must be [N, R, D-1, 1] = {[n, r, d - 1, 1]} for depths_coarse "
@@ -83,6 +84,8 @@ def importance_depths(depths_coarse: torch.Tensor, weights: torch.Tensor, n_impo
     check_same_device_dtype(op, "weights", weights, "depths_coarse", depths_coarse)
     if isinstance(n_importance, bool) or not isinstance(n_importance, int) or n_importance < 1:
         raise ValueError(f"{op}: n_importance must be an int >= 1, got {n_importance!r}")
+    if not isinstance(deterministic, bool):
+        raise TypeError(f"{op}: deterministic must be a bool, got {deterministic!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"{op}: generator must be a torch.Generator or None, got {type(generator).__name__}")
     u = importance_uniforms(n * r, n_importance, deterministic, generator, depths_coarse)

@@ -27,7 +27,7 @@ from ._common import (check_finite_number, check_float_tensor, check_same_device
                       device_context, empty_output, run_native)
 from .importance_depths import importance_uniforms
 from .render_triplanes_ref import TriplaneDecoder, ray_box_limits, render_triplanes_composable
-from .sample_triplanes import gather_friendly
+from .sample_triplanes import check_plane_axes, check_planes, gather_friendly
 from .sample_triplanes_ref import PLANE_AXES
 
 __all__ = ["render_triplanes", "RenderOptions", "TriplaneDecoder"]
@@ -82,8 +82,7 @@ class RenderOptions:
         if self.clamp_mode != "softplus":
             raise ValueError(f"{op}: clamp_mode must be 'softplus' (the only mode EG3D's ray marcher has), "
                              f"got {self.clamp_mode!r}")
-        if self.plane_axes not in PLANE_AXES:
-            raise ValueError(f"{op}: plane_axes must be one of {sorted(PLANE_AXES)}, got {self.plane_axes!r}")
+        check_plane_axes(op, self.plane_axes)
 
     @classmethod
     def from_eg3d(cls, rendering_kwargs: dict) -> "RenderOptions":
@@ -100,9 +99,7 @@ class RenderOptions:
 
 
 def _check_inputs(op, planes, decoder, origins, directions, options):
-    check_float_tensor(op, "planes", planes)
-    if planes.ndim != 5 or planes.shape[1] != 3:
-        raise ValueError(f"{op}: planes must be [N, 3, C, H, W], got shape {list(planes.shape)}")
+    check_planes(op, planes)
     if not isinstance(decoder, TriplaneDecoder):
         raise TypeError(f"{op}: decoder must be a TriplaneDecoder, got {type(decoder).__name__}")
     if not isinstance(options, RenderOptions):
@@ -120,6 +117,8 @@ def _check_inputs(op, planes, decoder, origins, directions, options):
         raise ValueError(f"{op}: ray_origins is on {origins.device} but planes is on {planes.device}")
     if origins.dtype != compute_dtype(planes.dtype):
         raise TypeError(f"{op}: rays must be float32 (float64 with float64 planes), got {origins.dtype}")
+    for name, rays in (("ray_origins", origins), ("ray_directions", directions)):
+        _check_finite_tensor(op, name, rays)
     shapes = {"fc1_weight": 2, "fc1_bias": 1, "fc2_weight": 2, "fc2_bias": 1}
     for name, ndim in shapes.items():
         t = getattr(decoder, name)
@@ -136,6 +135,12 @@ def _check_inputs(op, planes, decoder, origins, directions, options):
                          f"{list(decoder.fc2_weight.shape)} + {list(decoder.fc2_bias.shape)}")
 
 
+def _check_finite_tensor(op, name, t):
+    """A NaN or inf ray would poison EG3D's batch-wide depth clamp (every depth NaN), so refuse it."""
+    # torch._check_value rather than `if`: torch.compile keeps it as a runtime check, no graph break.
+    torch._check_value(bool(torch.isfinite(t).all()), lambda: f"{op}: {name} must be finite (it has NaN or inf)")
+
+
 def render_triplanes(planes: torch.Tensor, decoder: TriplaneDecoder, ray_origins: torch.Tensor,
                      ray_directions: torch.Tensor, options: RenderOptions, deterministic: bool = False,
                      generator: Optional[torch.Generator] = None, backend: str = "auto"):
@@ -144,7 +149,7 @@ def render_triplanes(planes: torch.Tensor, decoder: TriplaneDecoder, ray_origins
     Args:
         planes: [N, 3, C, H, W] plane features (plane-major, as EG3D views its 96 channels).
         decoder: the OSG decoder's weights, gains applied (TriplaneDecoder.from_eg3d).
-        ray_origins, ray_directions: [N, R, 3] (float32; float64 with float64 planes).
+        ray_origins, ray_directions: [N, R, 3], finite (float32; float64 with float64 planes).
         options: RenderOptions.
         deterministic: coarse samples at the start of each stratified bin and importance
             uniforms linspace(0, 1, Di) (EG3D's det=True); else random from `generator`

@@ -57,7 +57,8 @@ def decode(features: torch.Tensor, decoder: TriplaneDecoder) -> tuple[torch.Tens
     n, _, m, c = features.shape
     x = features.to(decoder.fc1_weight.dtype).mean(1).reshape(n * m, c)
     x = F.softplus(torch.addmm(decoder.fc1_bias, x, decoder.fc1_weight.t()))
-    x = torch.addmm(decoder.fc2_bias, x, decoder.fc2_weight.t()).reshape(n, m, -1)
+    # The output width is spelled out: -1 cannot be inferred when there are no samples.
+    x = torch.addmm(decoder.fc2_bias, x, decoder.fc2_weight.t()).reshape(n, m, decoder.fc2_weight.shape[0])
     colors = torch.sigmoid(x[..., 1:]) * (1 + 2 * SIGMOID_PAD) - SIGMOID_PAD
     return colors, x[..., :1]
 
@@ -114,7 +115,7 @@ def _shade(planes, decoder, origins, directions, depths, options, backend):
     points = (origins.unsqueeze(-2) + depths * directions.unsqueeze(-2)).reshape(n, r * s, 3)
     features = sample_triplanes(planes, points, options.box_warp, options.plane_axes, backend=backend)
     colors, densities = decode(features, decoder)
-    return colors.reshape(n, r, s, -1), densities.reshape(n, r, s, 1)
+    return colors.reshape(n, r, s, colors.shape[-1]), densities.reshape(n, r, s, 1)  # not -1: R may be 0
 
 
 def render_triplanes_composable(planes, decoder: TriplaneDecoder, origins, directions, options,

@@ -29,7 +29,8 @@ def sample_triplanes(planes: torch.Tensor, coords: torch.Tensor, box_warp: float
     """Sample tri-plane features at 3D points.
 
     Args:
-        planes: [N, 3, C, H, W] (any strides; channels-last planes, C with stride 1, gather fastest).
+        planes: [N, 3, C, H, W], H and W >= 1 (any strides; channels-last planes, C with stride 1,
+            gather fastest).
         coords: [N, M, 3] points; the box [-box_warp/2, box_warp/2]^3 maps onto the planes.
             Same dtype as planes, or float32 with fp16/bf16 planes.
         box_warp: the side of the box, > 0.
@@ -41,10 +42,8 @@ def sample_triplanes(planes: torch.Tensor, coords: torch.Tensor, box_warp: float
         on the planes that read a NaN coordinate.
     """
     op = "sample_triplanes"
-    check_float_tensor(op, "planes", planes)
+    check_planes(op, planes)
     check_float_tensor(op, "coords", coords)
-    if planes.ndim != 5 or planes.shape[1] != 3:
-        raise ValueError(f"{op}: planes must be [N, 3, C, H, W], got shape {list(planes.shape)}")
     if coords.ndim != 3 or coords.shape[2] != 3:
         raise ValueError(f"{op}: coords must be [N, M, 3], got shape {list(coords.shape)}")
     if coords.shape[0] != planes.shape[0]:
@@ -58,13 +57,30 @@ def sample_triplanes(planes: torch.Tensor, coords: torch.Tensor, box_warp: float
     box_warp = check_finite_number(op, "box_warp", box_warp)
     if box_warp <= 0:
         raise ValueError(f"{op}: box_warp must be > 0, got {box_warp}")
-    if plane_axes not in PLANE_AXES:
-        raise ValueError(f"{op}: plane_axes must be one of {sorted(PLANE_AXES)}, got {plane_axes!r}")
+    check_plane_axes(op, plane_axes)
     name = resolve(backend, planes.device)
     if name == "torch":
         return sample_triplanes_ref(planes, coords, box_warp, plane_axes)
     axes = [a for pair in PLANE_AXES[plane_axes] for a in pair]
     return torch.ops.nerfgan_distill.sample_triplanes(planes, coords, box_warp, axes, name)
+
+
+def check_planes(op: str, planes) -> None:
+    """planes: a float [N, 3, C, H, W] tensor with at least one texel per plane (bilinear sampling
+    of an empty plane is undefined: grid_sample and the native kernels refuse it)."""
+    check_float_tensor(op, "planes", planes)
+    if planes.ndim != 5 or planes.shape[1] != 3:
+        raise ValueError(f"{op}: planes must be [N, 3, C, H, W], got shape {list(planes.shape)}")
+    if planes.shape[3] < 1 or planes.shape[4] < 1:
+        raise ValueError(f"{op}: planes must have H >= 1 and W >= 1, got shape {list(planes.shape)}")
+
+
+def check_plane_axes(op: str, plane_axes) -> None:
+    # The str check comes first: `in PLANE_AXES` hashes its operand (a list raises TypeError).
+    if not isinstance(plane_axes, str):
+        raise TypeError(f"{op}: plane_axes must be a str, one of {sorted(PLANE_AXES)}, got {plane_axes!r}")
+    if plane_axes not in PLANE_AXES:
+        raise ValueError(f"{op}: plane_axes must be one of {sorted(PLANE_AXES)}, got {plane_axes!r}")
 
 
 # --- kernels ---------------------------------------------------------------------------------
