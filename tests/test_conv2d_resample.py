@@ -8,8 +8,10 @@ import torch
 
 from helpers import backend_params
 from nerfgan_distill import ops
+from nerfgan_distill.ops.conv2d_resample_ref import conv2d_resample_ref
 
 BACKENDS = backend_params()
+WITH_TORCH = [pytest.param("torch", "cpu", id="torch")] + BACKENDS
 OFFICIAL = torch.load(Path(__file__).parent / "fixtures" / "stylegan_ops.pt", weights_only=True)["conv2d_resample"]
 FIR = ops.setup_filter([1, 3, 3, 1])
 
@@ -76,6 +78,96 @@ def test_gradcheck_and_gradgradcheck_fp64(backend, device, config):
     assert torch.autograd.gradgradcheck(fn, (x, w))
 
 
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+@pytest.mark.parametrize("up,down", [(1, 1), (1, 2), (2, 1), (2, 2)])
+def test_gradgradcheck_grouped_flip_filter_fp64(backend, up, down):
+    g = torch.Generator().manual_seed(up * 2 + down)
+    x = torch.randn(1, 4, 4, 3, generator=g, dtype=torch.float64).requires_grad_(True)
+    w = torch.randn(4, 2, 3, 3, generator=g, dtype=torch.float64).requires_grad_(True)
+    fn = lambda x, w: ops.conv2d_resample(x, w, f=FIR, up=up, down=down, padding=1, groups=2,  # noqa: E731
+                                          flip_weight=up == 1, flip_filter=True, backend=backend)
+    assert torch.autograd.gradcheck(fn, (x, w))
+    assert torch.autograd.gradgradcheck(fn, (x, w))
+
+
+def _in_layout(t, layout):
+    """t with the same values in another memory layout."""
+    if layout == "channels_last":
+        return t.contiguous(memory_format=torch.channels_last)
+    if layout == "transposed":  # H and W strides swapped
+        return t.transpose(2, 3).contiguous().transpose(2, 3)
+    big = t.new_zeros(t.shape[0], 2 * t.shape[1], t.shape[2], 2 * t.shape[3])  # "sliced": every other element
+    big[:, ::2, :, ::2] = t
+    return big[:, ::2, :, ::2]
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("layout", ["channels_last", "transposed", "sliced"])
+@pytest.mark.parametrize("config", range(len(CONFIGS)))
+def test_layouts_match_reference(backend, device, layout, config):
+    k, up, down, padding, groups, flip_weight = CONFIGS[config]
+    g = torch.Generator().manual_seed(config)
+    x = torch.randn(2, 4, 9, 8, generator=g).to(device)
+    w = torch.randn(6, 4 // groups, k, k, generator=g).to(device)
+    kwargs = dict(f=FIR.to(device), up=up, down=down, padding=padding, groups=groups, flip_weight=flip_weight)
+    y = ops.conv2d_resample(_in_layout(x, layout), _in_layout(w, layout), **kwargs, backend=backend)
+    want = ops.conv2d_resample(x.double(), w.double(), **kwargs, backend="torch")
+    torch.testing.assert_close(y.double(), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend,device", WITH_TORCH)
+@pytest.mark.parametrize("n,c,o,h,up,down", [(0, 4, 6, 5, 2, 1), (2, 0, 6, 5, 1, 2), (2, 4, 0, 5, 2, 2),
+                                             (2, 4, 6, 0, 1, 1), (2, 4, 6, 0, 2, 2)],
+                         ids=["no-samples", "no-in-channels", "no-out-channels", "no-rows", "no-rows-up-down"])
+def test_inputs_without_elements(backend, device, n, c, o, h, up, down):
+    # The output is all zeros (every sum of the conv is empty or over padding) of the shape
+    # the reference gives on stand-ins with one sample and channel; gradients come back as zeros.
+    x = torch.randn(n, c, h, 4, device=device, requires_grad=True)
+    w = torch.randn(o, c, 3, 3, device=device, requires_grad=True)
+    kwargs = dict(f=FIR.to(device), up=up, down=down, padding=2)
+    y = ops.conv2d_resample(x, w, **kwargs, backend=backend)
+    stand_in = conv2d_resample_ref(torch.zeros(max(n, 1), max(c, 1), h, 4, device=device),
+                                   torch.zeros(max(o, 1), max(c, 1), 3, 3, device=device),
+                                   kwargs["f"], up, down, (2, 2, 2, 2), 1, True, False)
+    assert torch.equal(y, stand_in[:n, :o])
+    grads = torch.autograd.grad(y, (x, w), torch.randn_like(y))
+    for grad, t in zip(grads, (x, w)):
+        assert torch.equal(grad, torch.zeros_like(t))
+
+
+# (x's height and width, kernel, up, down, filter): for each, the bottom padding that leaves a
+# single output row is found from the reference; one less must raise.
+EDGES = [((3, 4), 3, 1, 1, None), ((3, 4), 3, 2, 1, "fir"), ((3, 4), 3, 1, 2, "fir"), ((3, 4), 1, 2, 2, "fir"),
+         ((3, 4), 1, 1, 2, "fir"), ((3, 4), 1, 2, 1, "fir"), ((2, 5), 5, 1, 1, None), ((2, 2), 7, 2, 2, "fir")]
+
+
+def _reference_output(x, w, f, up, down, padding):
+    """The reference's output, or None where torch's conv2d refuses (a kernel larger than its input)."""
+    try:
+        y = conv2d_resample_ref(x, w, f, up, down, tuple(padding), 1, True, False)
+    except RuntimeError:
+        return None
+    return y if y.numel() else None
+
+
+@pytest.mark.parametrize("backend,device", WITH_TORCH)
+@pytest.mark.parametrize("edge", EDGES, ids=lambda e: "{}x{}-k{}-up{}-down{}-{}".format(*e[0], *e[1:]))
+def test_padding_that_leaves_no_output_raises(backend, device, edge):
+    (h, w), k, up, down, fir = edge
+    x, wt = torch.randn(1, 2, h, w, device=device), torch.randn(3, 2, k, k, device=device)
+    kwargs = dict(f=FIR.to(device) if fir else None, up=up, down=down)
+    least = 12  # going down until the reference refuses (further down, its slicing would wrap around)
+    while _reference_output(x, wt, *kwargs.values(), [3, 3, 0, least - 1]) is not None:
+        least -= 1
+    want = _reference_output(x, wt, *kwargs.values(), [3, 3, 0, least])
+    assert want.shape[2] == 1
+    y = ops.conv2d_resample(x, wt, **kwargs, padding=[3, 3, 0, least], backend=backend)
+    torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-5)
+    for padding in ([3, 3, 0, least - 1], [least - 12] * 4):
+        with pytest.raises(ValueError, match=r"conv2d_resample: padding \[.*\] leaves no output"):
+            ops.conv2d_resample(x, wt, **kwargs, padding=padding, backend=backend)
+
+
 def test_torch_compile_fullgraph_matches_eager():
     x, w = torch.randn(2, 4, 8, 8), torch.randn(4, 4, 3, 3)
     fn = lambda x, w: ops.conv2d_resample(x, w, FIR, up=2, padding=1, flip_weight=False, backend="cpu")  # noqa
@@ -95,6 +187,8 @@ def test_torch_compile_fullgraph_matches_eager():
     (dict(f=torch.ones(4, 4, device="meta")), ValueError, "f is on meta but x is on cpu"),
     (dict(flip_weight=0), TypeError, "flip_weight must be a bool"),
     (dict(padding=[1, 2, 3]), TypeError, "padding must be"),
+    (dict(w=torch.zeros(4, 4, 0, 3)), ValueError, "w must have a kernel of at least 1x1"),
+    (dict(groups=0), ValueError, "groups must be an int >= 1"),
 ])
 def test_bad_inputs_raise_clear_errors(kwargs, error, match):
     args = dict(x=torch.zeros(1, 4, 8, 8), w=torch.zeros(4, 4, 3, 3), f=FIR, up=2, padding=1)

@@ -68,6 +68,7 @@ def test_gradients_match_reference(backend, device, fused, up):
     assert_matches_fp64_reference(y, params, lambda *p64: ops.modulated_conv2d(*p64, **kwargs, backend="torch"))
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpu", "triton"])
 @pytest.mark.parametrize("kwargs,error,match", [
     (dict(x=torch.zeros(2, 5, 6, 6)), ValueError, "weight has 4 input channels but x has 5"),
     (dict(styles=torch.zeros(3, 4)), ValueError, r"styles must be \[N, I\] = \[2, 4\]"),
@@ -75,13 +76,99 @@ def test_gradients_match_reference(backend, device, fused, up):
     (dict(styles=torch.zeros(2, 4, dtype=torch.int32)), TypeError, "styles must be float32"),
     (dict(noise=torch.zeros(2, 1, 6, 6, device="meta")), ValueError, "noise is on meta"),
     (dict(demodulate=1), TypeError, "demodulate must be a bool"),
-    (dict(up=0), ValueError, "up must be an int >= 1"),
+    (dict(up=0), ValueError, "modulated_conv2d: up must be an int >= 1"),
+    (dict(down=2.0), ValueError, "modulated_conv2d: down must be an int >= 1"),
+    (dict(up=2, resample_filter=torch.ones(2, 2, 2)), ValueError, "modulated_conv2d: f must be a"),
+    (dict(x=torch.zeros(2, 0, 6, 6), weight=torch.zeros(3, 0, 3, 3), styles=torch.ones(2, 0)), ValueError,
+     "weight and x have no input channels"),
+    (dict(weight=torch.zeros(3, 4, 3, 0)), ValueError, "weight must have a kernel of at least 1x1"),
+    # Padding or a kernel that leaves no output, on the fused and the composite paths.
+    (dict(padding=-3), ValueError, r"modulated_conv2d: padding \[-3, -3, -3, -3\] leaves no output"),
+    (dict(padding=[1, 1, -1, -3]), ValueError, r"modulated_conv2d: padding .* leaves no output \(0x6\)"),
+    (dict(weight=torch.zeros(3, 4, 9, 9)), ValueError, "modulated_conv2d: padding .* leaves no output"),
+    (dict(up=2, resample_filter=FIR, padding=-6), ValueError, "modulated_conv2d: padding .* leaves no output"),
+    (dict(down=2, resample_filter=FIR, padding=-2), ValueError, "modulated_conv2d: padding .* leaves no output"),
+    (dict(noise=torch.zeros(2, 1, 5, 5)), ValueError,
+     r"noise of shape \[2, 1, 5, 5\] does not broadcast with the output's \[2, 3, 6, 6\]"),
+    (dict(noise=torch.zeros(3, 1, 6, 6), fused_modconv=False), ValueError, r"noise of shape \[3, 1, 6, 6\]"),
 ])
-def test_bad_inputs_raise_clear_errors(kwargs, error, match):
+def test_bad_inputs_raise_clear_errors(backend, kwargs, error, match):
     args = dict(x=torch.zeros(2, 4, 6, 6), weight=torch.zeros(3, 4, 3, 3), styles=torch.ones(2, 4), padding=1)
     args.update(kwargs)
     with pytest.raises(error, match=match):
-        ops.modulated_conv2d(**args, backend="torch")
+        ops.modulated_conv2d(**args, backend=backend)
+
+
+def _fp64_leaves(seed, *shapes):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=g, dtype=torch.float64).requires_grad_(True) for shape in shapes]
+
+
+# The composite path (conv2d_resample, then bias_act): gradients of first and second order
+# against finite differences. 'cpu' runs its FIR steps and bias_act on the CPU kernels.
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+@pytest.mark.parametrize("fused", [True, False])
+def test_composite_gradcheck_and_gradgradcheck_up2_fp64(backend, fused, launches):
+    x, weight, styles, noise = _fp64_leaves(9, [2, 2, 3, 3], [2, 2, 3, 3], [2, 2], [2, 1, 6, 6])
+
+    def fn(x, weight, styles, noise):
+        return ops.modulated_conv2d(x, weight, styles + 1, noise=noise, up=2, padding=1, resample_filter=FIR,
+                                    demodulate=True, flip_weight=False, fused_modconv=fused, backend=backend)
+
+    assert fn(x, weight, styles, noise).shape == (2, 2, 6, 6)
+    assert torch.autograd.gradcheck(fn, (x, weight, styles, noise))
+    assert torch.autograd.gradgradcheck(fn, (x, weight, styles, noise))
+    assert launches == []
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+@pytest.mark.parametrize("fused", [True, False])
+def test_composite_gradcheck_and_gradgradcheck_lrelu_clamp_fp64(backend, fused, launches):
+    # One sample: backend 'cpu' runs the composite (the CPU twin only pays for N > 1).
+    inputs = _fp64_leaves(10, [1, 2, 3, 3], [3, 2, 3, 3], [1, 2], [1, 1, 3, 3], [3])
+    clamp = 0.8
+    kwargs = dict(padding=1, demodulate=True, fused_modconv=fused, backend=backend)
+
+    def fn(x, weight, styles, noise, bias, **epilogue):
+        return ops.modulated_conv2d(x, weight, styles + 1, noise=noise, bias=bias, **kwargs, **epilogue)
+
+    # lrelu's kink (z = 0) and the clamp (|lrelu(z) * sqrt(2)| = clamp) are each met by some
+    # output, and no z is within gradcheck's steps (1e-6) of either.
+    with torch.no_grad():
+        z = fn(*inputs)
+    a = F.leaky_relu(z, 0.2) * 2 ** 0.5
+    assert (z < 0).any() and (a.abs() > clamp).any() and ((z > 0) & (a < clamp)).any()
+    assert z.abs().min() > 1e-3 and (a.abs() - clamp).abs().min() > 1e-3
+    fn = functools.partial(fn, act="lrelu", clamp=clamp)
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradgradcheck(fn, inputs)
+    assert launches == []
+
+
+@pytest.mark.parametrize("backend,device", [pytest.param("torch", "cpu", id="torch")] + BACKENDS)
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("n,o,up", [(0, 3, 1), (0, 3, 2), (2, 0, 1), (2, 0, 2)],
+                         ids=["no-samples", "no-samples-up2", "no-out-channels", "no-out-channels-up2"])
+def test_empty_batch_or_output_channels(backend, device, fused, n, o, up):
+    # The result is empty; its size and dtype are those of the reference on one sample and
+    # output channel, and every gradient comes back as zeros of its input's shape.
+    def run(n, o, backend):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(n, 4, 5, 5, generator=g).to(device).requires_grad_(True)
+        weight = torch.randn(o, 4, 3, 3, generator=g).to(device).requires_grad_(True)
+        styles = torch.randn(n, 4, generator=g).to(device).requires_grad_(True)
+        noise = torch.randn(n, 1, 5 * up, 5 * up, generator=g, dtype=torch.float64).to(device).requires_grad_(True)
+        bias = torch.randn(o, generator=g).to(device).requires_grad_(True)
+        params = (x, weight, styles, noise, bias)
+        return ops.modulated_conv2d(x, weight, styles, noise=noise, bias=bias, act="lrelu", up=up, padding=1,
+                                    resample_filter=FIR.to(device), flip_weight=up == 1, fused_modconv=fused,
+                                    backend=backend), params
+
+    y, params = run(n, o, backend)
+    stand_in, _ = run(max(n, 1), max(o, 1), "torch")
+    assert y.shape == (n, o, *stand_in.shape[2:]) and y.dtype == stand_in.dtype and y.device == stand_in.device
+    for grad, t in zip(torch.autograd.grad(y, params, torch.randn_like(y)), params):
+        assert torch.equal(grad, torch.zeros_like(t))
 
 
 # --- the fused kernels (up = down = 1) ----------------------------------------------------------

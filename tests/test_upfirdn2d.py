@@ -127,6 +127,22 @@ def test_empty_batch(backend, device):
     assert y.shape == (0, 3, 4, 4)
 
 
+@pytest.mark.parametrize("backend,device", [pytest.param("torch", "cpu", id="torch")] + BACKENDS)
+@pytest.mark.parametrize("shape,up,down", [([2, 0, 5, 4], 2, 1), ([1, 2, 0, 4], 1, 1), ([1, 2, 5, 0], 1, 2),
+                                           ([0, 0, 0, 0], 2, 2)], ids=["no-channels", "no-rows", "no-columns", "nothing"])
+def test_inputs_without_elements_give_zeros_of_the_padded_size(backend, device, shape, up, down):
+    # x has no pixels or no channels; the padding alone makes the output (zeros).
+    x = torch.randn(shape, device=device, requires_grad=True)
+    padding = [3, 2, 4, 3]
+    y = ops.upfirdn2d(x, FIR.to(device), up=up, down=down, padding=padding, backend=backend)
+    n, c, h, w = shape
+    # The formula in upfirdn2d_ref's docstring, with a 4x4 filter.
+    out_h, out_w = (h * up + 4 + 3 - 4) // down + 1, (w * up + 3 + 2 - 4) // down + 1
+    assert torch.equal(y, torch.zeros(n, c, out_h, out_w, device=device))
+    (dx,) = torch.autograd.grad(y, x, torch.randn_like(y))
+    assert dx.shape == x.shape
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_cpu_half_precision(dtype):
     x = torch.randn(2, 4, 8, 8).to(dtype)

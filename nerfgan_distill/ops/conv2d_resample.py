@@ -22,10 +22,44 @@ from .upfirdn2d import check_filter, filter_size, parse_padding, upfirdn2d
 __all__ = ["conv2d_resample"]
 
 
-def _factor(name: str, value) -> int:
+def check_factor(op: str, name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"conv2d_resample: {name} must be an int >= 1, got {value!r}")
+        raise ValueError(f"{op}: {name} must be an int >= 1, got {value!r}")
     return value
+
+
+def check_kernel(op: str, name: str, w: torch.Tensor) -> None:
+    if w.shape[2] < 1 or w.shape[3] < 1:
+        raise ValueError(f"{op}: {name} must have a kernel of at least 1x1, got shape {list(w.shape)}")
+
+
+def output_size(op: str, x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor], up: int, down: int,
+                padding: tuple[int, int, int, int]) -> tuple[int, int]:
+    """(H', W') of conv2d_resample, following the reference's steps. An empty output is an
+    error, as in the reference (torch's conv2d refuses a kernel larger than its input)."""
+    fw, fh = filter_size(f)
+    px0, px1, py0, py1 = resample_padding((fw, fh), up, down, padding)
+    out_h = _resampled_length(x.shape[2], w.shape[2], fh, up, down, py0 + py1)
+    out_w = _resampled_length(x.shape[3], w.shape[3], fw, up, down, px0 + px1)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"{op}: padding {list(padding)} leaves no output ({out_h}x{out_w}) for a "
+                         f"{x.shape[2]}x{x.shape[3]} x, a {w.shape[2]}x{w.shape[3]} kernel, up={up}, down={down} "
+                         f"and a {fh}x{fw} filter")
+    return out_h, out_w
+
+
+def _resampled_length(size: int, k: int, taps: int, up: int, down: int, pad: int) -> int:
+    """One axis through the reference: upsample and pad, FIR (valid; only when up > 1),
+    convolve (valid), FIR-downsample (only when down > 1)."""
+    size = size * up + pad - (taps - 1 if up > 1 else 0) - (k - 1)
+    return (size - taps) // down + 1 if down > 1 else size
+
+
+def _zeros_in_graph(shape, *inputs: torch.Tensor) -> torch.Tensor:
+    """Zeros of `shape` that keep `inputs` in the autograd graph, so their gradients come back
+    as zeros rather than as an error."""
+    anchor = sum(t.reshape(-1)[:0].sum() for t in inputs)  # exactly 0, whatever the values
+    return inputs[0].new_zeros(shape) + anchor
 
 
 def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] = None, up: int = 1,
@@ -36,6 +70,8 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
 
     padding (int, [x, y] or [x0, x1, y0, y1]) is relative to the upsampled image.
     flip_weight=True correlates (like F.conv2d); False convolves.
+    An x or w without elements (a size of 0) gives zeros; padding that leaves no output
+    pixel raises ValueError, as torch's conv2d in the reference does.
     """
     op = "conv2d_resample"
     check_float_tensor(op, "x", x)
@@ -45,7 +81,8 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
     if w.ndim != 4:
         raise ValueError(f"conv2d_resample: w must be [Cout, Cin/groups, kh, kw], got shape {list(w.shape)}")
     check_same_device_dtype(op, "w", w, "x", x)
-    up, down, groups = _factor("up", up), _factor("down", down), _factor("groups", groups)
+    check_kernel(op, "w", w)
+    up, down, groups = check_factor(op, "up", up), check_factor(op, "down", down), check_factor(op, "groups", groups)
     if w.shape[0] % groups or w.shape[1] * groups != x.shape[1]:
         raise ValueError(f"conv2d_resample: w {list(w.shape)} does not fit x with {x.shape[1]} channels "
                          f"in {groups} group(s): need w.shape[1] * groups == {x.shape[1]} and "
@@ -56,7 +93,10 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
         if not isinstance(flag, bool):
             raise TypeError(f"conv2d_resample: {name} must be a bool, got {type(flag).__name__}")
     padding = parse_padding(op, padding)
+    out_h, out_w = output_size(op, x, w, f, up, down, padding)
     name = resolve(backend, x.device)
+    if x.numel() == 0 or w.numel() == 0:  # all zeros: the conv's sums are empty or over padding only
+        return _zeros_in_graph((x.shape[0], w.shape[0], out_h, out_w), x, w)
     if name == "torch":
         return conv2d_resample_ref(x, w, f, up, down, padding, groups, flip_weight, flip_filter)
     return _fast_paths(x, w, f, up, down, padding, groups, flip_weight, flip_filter, name)

@@ -21,7 +21,7 @@ import torch
 from ..dispatch import resolve
 from ._common import check_float_tensor
 from .bias_act import activation_args, bias_act
-from .conv2d_resample import conv2d_resample
+from .conv2d_resample import check_factor, check_kernel, conv2d_resample, output_size
 from .modulated_conv2d_fused import FusedModConv, fused_forward
 from .modulated_conv2d_ref import modulated_conv2d_ref
 from .upfirdn2d import check_filter, parse_padding
@@ -38,16 +38,17 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     """x [N, I, H, W], weight [O, I, kh, kw], styles [N, I] -> [N, O, H', W'] (see modulated_conv2d_ref).
 
     noise, if given, is added to the output (it must broadcast to [N, O, H', W']).
+    N = 0 or O = 0 gives an empty output; I = 0, or padding that leaves no output pixel, raises ValueError.
     up/down/padding/resample_filter/flip_weight are conv2d_resample's.
     bias [O], act, alpha, gain, clamp: an epilogue with bias_act's semantics, applied after the
     noise: y = clamp(act(conv + noise + bias) * gain, -clamp, clamp). As in bias_act, gain=None
     means the activation's default gain (1 for linear, sqrt(2) for lrelu) and clamp=None no
     clamp. With the defaults (no bias, linear, no gain, no clamp) there is no epilogue.
     """
-    epilogue, padding = _check_arguments(x, weight, styles, noise, padding, resample_filter, demodulate, fused_modconv,
-                                         bias, act, alpha, gain, clamp)
+    epilogue, padding = _check_arguments(x, weight, styles, noise, up, down, padding, resample_filter, demodulate,
+                                         fused_modconv, bias, act, alpha, gain, clamp)
     name = resolve(backend, x.device)
-    if _runs_fused(name, x, weight, noise, up, down, padding, resample_filter, flip_weight, fused_modconv):
+    if _runs_fused(name, x, weight, noise, up, down, padding, flip_weight, fused_modconv):
         return _fused(x, weight, styles, noise, bias, padding, demodulate, flip_weight, fused_modconv, epilogue, name)
     return _composite(x, weight, styles, noise, bias, up, down, padding, resample_filter, demodulate,
                       flip_weight, fused_modconv, epilogue, name)
@@ -64,8 +65,8 @@ def _grad_needed(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def _check_arguments(x, weight, styles, noise, padding, resample_filter, demodulate, fused_modconv, bias, act, alpha,
-                     gain, clamp):
+def _check_arguments(x, weight, styles, noise, up, down, padding, resample_filter, demodulate, fused_modconv, bias,
+                     act, alpha, gain, clamp):
     """Validates what every path needs (the composite checks the rest); returns the epilogue
     (see _parse_epilogue) and the padding as (x0, x1, y0, y1)."""
     op = "modulated_conv2d"
@@ -76,6 +77,10 @@ def _check_arguments(x, weight, styles, noise, padding, resample_filter, demodul
                          f"{list(x.shape)} and {list(weight.shape)}")
     if weight.shape[1] != x.shape[1]:
         raise ValueError(f"modulated_conv2d: weight has {weight.shape[1]} input channels but x has {x.shape[1]}")
+    if weight.shape[1] == 0:  # nothing to modulate or demodulate (StyleGAN2 has no such layer)
+        raise ValueError(f"modulated_conv2d: weight and x have no input channels (weight {list(weight.shape)}); "
+                         "I must be >= 1")
+    check_kernel(op, "weight", weight)
     if styles.shape != (x.shape[0], x.shape[1]):
         raise ValueError(f"modulated_conv2d: styles must be [N, I] = {[x.shape[0], x.shape[1]]}, "
                          f"got {list(styles.shape)}")
@@ -83,13 +88,26 @@ def _check_arguments(x, weight, styles, noise, padding, resample_filter, demodul
                     ("bias", bias)):
         if t is not None and t.device != x.device:
             raise ValueError(f"modulated_conv2d: {name} is on {t.device} but x is on {x.device}")
-    if noise is not None:
-        check_float_tensor(op, "noise", noise)
     for name, flag in (("demodulate", demodulate), ("fused_modconv", fused_modconv)):
         if not isinstance(flag, bool):
             raise TypeError(f"modulated_conv2d: {name} must be a bool, got {type(flag).__name__}")
-    epilogue = _parse_epilogue(op, weight.shape[0], bias, act, alpha, gain, clamp)
-    return epilogue, parse_padding(op, padding)
+    up, down = check_factor(op, "up", up), check_factor(op, "down", down)
+    if resample_filter is not None:
+        check_filter(op, resample_filter, x)  # also where unused (up = down = 1)
+    padding = parse_padding(op, padding)
+    out_shape = (x.shape[0], weight.shape[0], *output_size(op, x, weight, resample_filter, up, down, padding))
+    if noise is not None:
+        _check_noise(noise, out_shape)
+    return _parse_epilogue(op, weight.shape[0], bias, act, alpha, gain, clamp), padding
+
+
+def _check_noise(noise, out_shape) -> None:
+    check_float_tensor("modulated_conv2d", "noise", noise)
+    try:
+        torch.broadcast_shapes(noise.shape, out_shape)
+    except RuntimeError:
+        raise ValueError(f"modulated_conv2d: noise of shape {list(noise.shape)} does not broadcast with the "
+                         f"output's {list(out_shape)}") from None
 
 
 def _parse_epilogue(op, out_channels, bias, act, alpha, gain, clamp):
@@ -115,12 +133,12 @@ def _parse_epilogue(op, out_channels, bias, act, alpha, gain, clamp):
 _CPU_TWIN_MAX_PIXELS = 64
 
 
-def _runs_fused(backend, x, weight, noise, up, down, padding, resample_filter, flip_weight, fused_modconv) -> bool:
+def _runs_fused(backend, x, weight, noise, up, down, padding, flip_weight, fused_modconv) -> bool:
     """Whether a fused kernel runs this call: Triton and CUDA whenever they cover it, the
     CPU twin where it pays (see above)."""
     if backend not in ("triton", "cuda", "cpu"):
         return False
-    if not _fusable(x, weight, noise, up, down, padding, resample_filter, flip_weight):
+    if not _fusable(x, weight, noise, up, down, padding, flip_weight):
         return False
     if backend != "cpu" or x.dtype == torch.float16:
         return True
@@ -128,30 +146,27 @@ def _runs_fused(backend, x, weight, noise, up, down, padding, resample_filter, f
 
 
 def _out_pixels(x, weight, padding) -> int:
-    """Output pixels of a stride-1 convolution."""
+    out_h, out_w = _out_hw(x, weight, padding)
+    return out_h * out_w
+
+
+def _out_hw(x, weight, padding) -> tuple[int, int]:
+    """Output size of a stride-1 convolution."""
     px0, px1, py0, py1 = padding
-    return (x.shape[2] + py0 + py1 - weight.shape[2] + 1) * (x.shape[3] + px0 + px1 - weight.shape[3] + 1)
+    return x.shape[2] + py0 + py1 - weight.shape[2] + 1, x.shape[3] + px0 + px1 - weight.shape[3] + 1
 
 
-def _fusable(x, weight, noise, up, down, padding, resample_filter, flip_weight) -> bool:
-    """Whether the fused kernels cover this call; the composite (which also validates up,
-    down and the rest, and raises its errors) runs otherwise."""
-    if type(up) is not int or type(down) is not int or up != 1 or down != 1 or not isinstance(flip_weight, bool):
+def _fusable(x, weight, noise, up, down, padding, flip_weight) -> bool:
+    """Whether the fused kernels cover this call (on arguments _check_arguments accepted); the
+    composite (which also validates flip_weight, and raises its errors) runs otherwise."""
+    if up != 1 or down != 1 or not isinstance(flip_weight, bool):
         return False
-    if resample_filter is not None:
-        check_filter("modulated_conv2d", resample_filter, x)  # unused at up = down = 1, but still validated
-    px0, px1, py0, py1 = padding
-    out_h = x.shape[2] + py0 + py1 - weight.shape[2] + 1
-    out_w = x.shape[3] + px0 + px1 - weight.shape[3] + 1
-    if x.numel() == 0 or weight.numel() == 0 or out_h <= 0 or out_w <= 0:
+    if x.numel() == 0 or weight.numel() == 0:  # the composite returns the empty or zero result
         return False
     if noise is not None:
-        out_shape = (x.shape[0], weight.shape[0], out_h, out_w)
-        try:
-            if torch.broadcast_shapes(noise.shape, out_shape) != out_shape:
-                return False
-        except RuntimeError:
-            return False  # the composite raises torch's error
+        out_shape = (x.shape[0], weight.shape[0], *_out_hw(x, weight, padding))
+        if torch.broadcast_shapes(noise.shape, out_shape) != out_shape:
+            return False  # noise that grows the output: the reference's broadcast
         if torch.result_type(x, noise) != x.dtype:
             return False  # the reference's y + noise promotes; keep its dtype
     return True
@@ -183,8 +198,8 @@ def _cpu_twin(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_f
     only where it pays): the tests run the CUDA kernel's tile math through it without a GPU.
     Autograd works as on the fused path. Raises ValueError for calls the fused kernels do not
     cover (up or down != 1, ...) and for tensors not on the CPU."""
-    epilogue, padding = _check_arguments(x, weight, styles, noise, padding, resample_filter, demodulate, fused_modconv,
-                                         bias, act, alpha, gain, clamp)
-    if x.device.type != "cpu" or not _fusable(x, weight, noise, up, down, padding, resample_filter, flip_weight):
+    epilogue, padding = _check_arguments(x, weight, styles, noise, up, down, padding, resample_filter, demodulate,
+                                         fused_modconv, bias, act, alpha, gain, clamp)
+    if x.device.type != "cpu" or not _fusable(x, weight, noise, up, down, padding, flip_weight):
         raise ValueError("modulated_conv2d: the CPU twin runs only calls the fused kernels cover, on CPU tensors")
     return _fused(x, weight, styles, noise, bias, padding, demodulate, flip_weight, fused_modconv, epilogue, "cpu")

@@ -36,12 +36,14 @@ def modulated_conv2d_ref(x: torch.Tensor, weight: torch.Tensor, styles: torch.Te
         per_sample = weight.unsqueeze(0) * styles.reshape(n, 1, in_channels, 1, 1)  # [N, O, I, kh, kw]
     dcoefs = (per_sample.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt() if demodulate else None  # [N, O]
 
-    if not fused_modconv:
+    if not fused_modconv or n == 0:  # n == 0: the grouped conv would need groups=0; this gives the same (empty) y
         x = x * styles.to(x.dtype).reshape(n, in_channels, 1, 1)
         x = resample(x, weight.to(x.dtype), resample_filter, up, down, padding, 1, flip_weight, False)
         if demodulate:
             x = x * dcoefs.to(x.dtype).reshape(n, out_channels, 1, 1)
-        return x if noise is None else x + noise.to(x.dtype)
+        if noise is None:
+            return x
+        return x + noise if fused_modconv else x + noise.to(x.dtype)  # the fused form's sum promotes
 
     if demodulate:
         per_sample = per_sample * dcoefs.reshape(n, out_channels, 1, 1, 1)

@@ -191,6 +191,8 @@ def _run(x, f, scaling, padding, flip_filter, gain, backend) -> torch.Tensor:
     out = empty_output(x, output_shape(x.shape, filter_size(f), scaling, padding))
     if out.numel() == 0:
         return out
+    if x.numel() == 0:  # all padding; the native kernels refuse x's null pointer
+        return out.zero_()
     taps = kernel_taps(f, flip_filter, gain, x.dtype)
     if backend == "triton":
         from ..triton_kernels import upfirdn2d as kernels

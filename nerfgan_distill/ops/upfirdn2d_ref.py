@@ -23,6 +23,10 @@ def upfirdn2d_ref(x: torch.Tensor, f: torch.Tensor, up: tuple[int, int], down: t
     up_x, up_y = up
     down_x, down_y = down
     pad_x0, pad_x1, pad_y0, pad_y1 = padding
+    if c == 0:  # nothing to filter, and F.conv2d refuses groups=0
+        out_w = (w * up_x + pad_x0 + pad_x1 - f.shape[-1]) // down_x + 1
+        out_h = (h * up_y + pad_y0 + pad_y1 - f.shape[0]) // down_y + 1
+        return x.reshape(n, 0, out_h, out_w)  # still in x's graph
 
     x = x.reshape(n, c, h, 1, w, 1)
     x = F.pad(x, [0, up_x - 1, 0, 0, 0, up_y - 1]).reshape(n, c, h * up_y, w * up_x)
