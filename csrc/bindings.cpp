@@ -217,6 +217,28 @@ ngd::render::Params render_params(const std::array<std::uintptr_t, 11>& pointers
   return p;
 }
 
+// pointers: depths_coarse, weights, u, out; sizes: rays, coarse, fine. The arrays are dense
+// and in the compute type (float32 or float64).
+ngd::render::ImportanceParams importance_params(const std::array<std::uintptr_t, 4>& pointers,
+                                                const std::array<int64_t, 3>& sizes, int dtype) {
+  require(sizes[0] >= 0 && sizes[2] >= 0, "importance_depths: rays and fine must be >= 0");
+  require(sizes[1] >= 4 && sizes[1] <= ngd::render::kMaxSamples,
+          "importance_depths: need 4 <= coarse <= kMaxSamples depths per ray");
+  require(dtype == ngd::kFloat32 || dtype == ngd::kFloat64, "importance_depths: dtype must be float32 or float64");
+  if (sizes[0] * sizes[2] > 0)
+    for (auto address : pointers) require(address != 0, "importance_depths: tensors must not be null");
+  ngd::render::ImportanceParams p;
+  p.depths = ptr<const void>(pointers[0]);
+  p.weights = ptr<const void>(pointers[1]);
+  p.u = ptr<const void>(pointers[2]);
+  p.out = ptr<void>(pointers[3]);
+  p.rays = sizes[0];
+  p.coarse = sizes[1];
+  p.fine = sizes[2];
+  p.dtype = dtype;
+  return p;
+}
+
 // sizes (n, i, o, h, w, kh, kw, out_h, out_w) and dtype, as both modulated_conv2d entry points take them.
 void check_modconv_sizes(const std::array<int64_t, 9>& sizes, int dtype) {
   for (int64_t v : sizes) require(v >= 0, "modulated_conv2d: sizes must be >= 0");
@@ -498,6 +520,17 @@ PYBIND11_MODULE(_C, m) {
           py::gil_scoped_release release;
           ngd::render::forward_cpu(p);
         });
+  // importance_depths (forward only): the same arguments on both backends, then (threads)
+  // on the CPU or (device, stream) on CUDA.
+  m.def("importance_depths_forward_cpu",
+        [](std::array<std::uintptr_t, 4> pointers, std::array<int64_t, 3> sizes, int dtype, int threads) {
+          auto p = importance_params(pointers, sizes, dtype);
+          require(threads >= 1, "importance_depths_cpu: threads must be >= 1");
+          p.threads = threads;
+          py::gil_scoped_release release;
+          ngd::render::importance_forward_cpu(p);
+        },
+        py::arg("pointers"), py::arg("sizes"), py::arg("dtype"), py::arg("threads"));
   // modulated_conv2d (fused, stride 1: forward and weight gradient): the same arguments on both backends,
   // then (threads) on the CPU or (device, stream) on CUDA.
   m.def("modulated_conv2d_forward_cpu",
@@ -527,6 +560,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("pointers"), py::arg("sizes"), py::arg("g_strides"), py::arg("x_strides"), py::arg("padding"),
         py::arg("splits"), py::arg("dtype"), py::arg("threads"));
   m.attr("RENDER_MAX_SAMPLES") = ngd::render::kMaxSamples;
+  m.attr("IMPORTANCE_MAX_COARSE") = ngd::render::kMaxSamples;
   m.attr("RENDER_CUDA_MAX_CHANNELS") = ngd::render::kCudaMaxChannels;
   m.attr("RENDER_CUDA_MAX_OUTPUTS") = ngd::render::kCudaMaxOutputs;
   m.def(
@@ -604,6 +638,15 @@ PYBIND11_MODULE(_C, m) {
         },
         py::arg("pointers"), py::arg("sizes"), py::arg("g_strides"), py::arg("x_strides"), py::arg("padding"),
         py::arg("splits"), py::arg("dtype"), py::arg("device"), py::arg("stream"));
+  m.def("importance_depths_forward_cuda",
+        [](std::array<std::uintptr_t, 4> pointers, std::array<int64_t, 3> sizes, int dtype, int device,
+           std::uintptr_t stream) {
+          const auto p = importance_params(pointers, sizes, dtype);
+          require(device >= 0, "importance_depths_cuda: device must be >= 0");
+          py::gil_scoped_release release;
+          ngd::render::importance_forward_cuda(p, device, stream);
+        },
+        py::arg("pointers"), py::arg("sizes"), py::arg("dtype"), py::arg("device"), py::arg("stream"));
   m.def("render_triplanes_forward_cuda",
         [](std::array<std::uintptr_t, 11> pointers, std::array<int64_t, 9> sizes,
            std::array<int64_t, 5> plane_strides, std::array<int, 6> axes, std::array<double, 3> depths,

@@ -136,5 +136,5 @@ def test_sanitizer_driver_calls_run(dtype):
     for name, thunk in module.calls(torch.device("cpu"), dtype, backend="cpu"):
         thunk()
         names.append(name.split()[0])
-    assert set(names) == {"bias_act", "upfirdn2d", "sample_triplanes", "composite_rays", "render_triplanes",
-                          "modulated_conv2d"}
+    assert set(names) == {"bias_act", "upfirdn2d", "sample_triplanes", "composite_rays", "importance_depths",
+                          "render_triplanes", "modulated_conv2d"}

@@ -53,6 +53,11 @@ def calls(device: torch.device, dtype: torch.dtype, backend: str = "cuda"):
     yield "composite_rays", lambda: _grad(ops.composite_rays(colors, densities, depths, backend=backend),
                                           [colors, densities])
 
+    # Rays not a multiple of the block, strided inputs, fp16/bf16 computed in fp32.
+    coarse = depths.detach().transpose(0, 1)
+    coarse_weights = rand(2, 29, 6, 1).abs().transpose(0, 1)
+    yield "importance_depths", lambda: ops.importance_depths(coarse, coarse_weights, 5, generator=g, backend=backend)
+
     decoder = ops.TriplaneDecoder(rand(16, 6, dt=torch.float32), rand(16, dt=torch.float32),
                                   rand(5, 16, dt=torch.float32), rand(5, dt=torch.float32))
     origins = torch.tensor([0.0, 0.0, 2.7], device=device).expand(2, 23, 3).contiguous()

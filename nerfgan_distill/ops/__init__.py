@@ -1,5 +1,5 @@
-"""Public ops. Each takes backend='auto'|'cuda'|'triton'|'cpu'|'torch' (importance_depths,
-a few small torch ops without gradients, has no kernels of its own)."""
+"""Public ops. Each takes backend='auto'|'cuda'|'triton'|'cpu'|'torch' (importance_depths
+runs without gradients on every backend)."""
 from .bias_act import bias_act
 from .composite_rays import composite_rays
 from .conv2d_resample import conv2d_resample
