@@ -115,6 +115,17 @@ for dtype, axes, auto, disparity, white_back, stochastic, fine, (br, bs, bc, bo)
 print("compiled", count)
 """
 
+IMPORTANCE_DEPTHS = PRELUDE + r"""
+from nerfgan_distill.triton_kernels import importance_depths as k
+names = ["depths_ptr", "weights_ptr", "u_ptr", "out_ptr", "R", "D", "DI", "BLOCK_R", "BLOCK_K"]
+count = 0
+for dtype, (br, bk) in [("fp32", (64, 64)), ("fp32", (8, 512)), ("fp64", (64, 8))]:  # EG3D's 48, the most, tiny
+    types = [f"*{dtype}"] * 4 + ["i32"] * 3 + ["constexpr"] * 2
+    compile_sm90(k.importance_depths_kernel, dict(zip(names, types)), dict(BLOCK_R=br, BLOCK_K=bk))
+    count += 1
+print("compiled", count)
+"""
+
 MODULATED_CONV2D = PRELUDE + r"""
 from nerfgan_distill.triton_kernels import modulated_conv2d as k
 names = ["x_ptr", "w_ptr", "s_ptr", "d_ptr", "noise_ptr", "b_ptr", "out_ptr", "v_ptr", "I", "O", "H", "W", "OW", "P",
@@ -178,6 +189,10 @@ def test_composite_rays_triton_kernels_compile_for_sm90():
 
 def test_render_triplanes_triton_kernel_compiles_for_sm90():
     assert "compiled 4" in compile_in_subprocess(RENDER_TRIPLANES)
+
+
+def test_importance_depths_triton_kernel_compiles_for_sm90():
+    assert "compiled 3" in compile_in_subprocess(IMPORTANCE_DEPTHS)
 
 
 def test_modulated_conv2d_triton_kernel_compiles_for_sm90():
