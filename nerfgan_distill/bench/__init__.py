@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser, default_out: str = "benchmark
     parser.add_argument("--dtype", action="append", choices=sorted(DTYPES),
                         help="repeatable; default float32 on CPU, float32 and float16 on CUDA")
     parser.add_argument("--repeats", type=_count(1), default=None,
-                        help="timed runs per row (default 20, with --quick 5)")
+                        help="timed runs per row (default 20 on CUDA, 10 on CPU, 5 with --quick)")
     parser.add_argument("--warmup", type=_count(0), default=3, help="untimed runs before timing")
     parser.add_argument("--batch", type=_count(1), action="append",
                         help="only the shapes of this batch size (repeatable; default: every shape)")
@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> list[Path]:
         raise SystemExit("nerfgan-distill bench: --device cuda but torch sees no CUDA device")
     dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else (
         [torch.float32, torch.float16] if device.type == "cuda" else [torch.float32])
-    repeats = args.repeats if args.repeats is not None else (5 if args.quick else 20)
+    # CPU rows take up to seconds each: with 10 runs a full CPU run (the README's main job) took 16 minutes on 2 cores.
+    repeats = args.repeats if args.repeats is not None else (5 if args.quick else 20 if device.type == "cuda" else 10)
     # Every case compiles its own static-shape graphs (the fastest a shape can get). Dynamo
     # counts them all against one code object: past its default limit (8) the torch.compile
     # rows would silently run eagerly, and its automatic dynamic shapes would change what is
