@@ -45,10 +45,10 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     means the activation's default gain (1 for linear, sqrt(2) for lrelu) and clamp=None no
     clamp. With the defaults (no bias, linear, no gain, no clamp) there is no epilogue.
     """
-    epilogue, padding = _check_arguments(x, weight, styles, noise, up, down, padding, resample_filter, demodulate,
-                                         fused_modconv, bias, act, alpha, gain, clamp)
+    epilogue, padding, out_shape = _check_arguments(x, weight, styles, noise, up, down, padding, resample_filter,
+                                                    demodulate, fused_modconv, bias, act, alpha, gain, clamp)
     name = resolve(backend, x.device)
-    if _runs_fused(name, x, weight, noise, up, down, padding, flip_weight, fused_modconv):
+    if _runs_fused(name, x, weight, noise, up, down, out_shape, flip_weight, fused_modconv):
         return _fused(x, weight, styles, noise, bias, padding, demodulate, flip_weight, fused_modconv, epilogue, name)
     return _composite(x, weight, styles, noise, bias, up, down, padding, resample_filter, demodulate,
                       flip_weight, fused_modconv, epilogue, name)
@@ -68,7 +68,7 @@ def _grad_needed(*tensors) -> bool:
 def _check_arguments(x, weight, styles, noise, up, down, padding, resample_filter, demodulate, fused_modconv, bias,
                      act, alpha, gain, clamp):
     """Validates what every path needs (the composite checks the rest); returns the epilogue
-    (see _parse_epilogue) and the padding as (x0, x1, y0, y1)."""
+    (see _parse_epilogue), the padding as (x0, x1, y0, y1) and the output's shape."""
     op = "modulated_conv2d"
     for name, t in (("x", x), ("weight", weight), ("styles", styles)):
         check_float_tensor(op, name, t)
@@ -98,7 +98,7 @@ def _check_arguments(x, weight, styles, noise, up, down, padding, resample_filte
     out_shape = (x.shape[0], weight.shape[0], *output_size(op, x, weight, resample_filter, up, down, padding))
     if noise is not None:
         _check_noise(noise, out_shape)
-    return _parse_epilogue(op, weight.shape[0], bias, act, alpha, gain, clamp), padding
+    return _parse_epilogue(op, weight.shape[0], bias, act, alpha, gain, clamp), padding, out_shape
 
 
 def _check_noise(noise, out_shape) -> None:
@@ -133,30 +133,19 @@ def _parse_epilogue(op, out_channels, bias, act, alpha, gain, clamp):
 _CPU_TWIN_MAX_PIXELS = 64
 
 
-def _runs_fused(backend, x, weight, noise, up, down, padding, flip_weight, fused_modconv) -> bool:
+def _runs_fused(backend, x, weight, noise, up, down, out_shape, flip_weight, fused_modconv) -> bool:
     """Whether a fused kernel runs this call: Triton and CUDA whenever they cover it, the
     CPU twin where it pays (see above)."""
     if backend not in ("triton", "cuda", "cpu"):
         return False
-    if not _fusable(x, weight, noise, up, down, padding, flip_weight):
+    if not _fusable(x, weight, noise, up, down, out_shape, flip_weight):
         return False
     if backend != "cpu" or x.dtype == torch.float16:
         return True
-    return fused_modconv and x.shape[0] > 1 and _out_pixels(x, weight, padding) <= _CPU_TWIN_MAX_PIXELS
+    return fused_modconv and x.shape[0] > 1 and out_shape[2] * out_shape[3] <= _CPU_TWIN_MAX_PIXELS
 
 
-def _out_pixels(x, weight, padding) -> int:
-    out_h, out_w = _out_hw(x, weight, padding)
-    return out_h * out_w
-
-
-def _out_hw(x, weight, padding) -> tuple[int, int]:
-    """Output size of a stride-1 convolution."""
-    px0, px1, py0, py1 = padding
-    return x.shape[2] + py0 + py1 - weight.shape[2] + 1, x.shape[3] + px0 + px1 - weight.shape[3] + 1
-
-
-def _fusable(x, weight, noise, up, down, padding, flip_weight) -> bool:
+def _fusable(x, weight, noise, up, down, out_shape, flip_weight) -> bool:
     """Whether the fused kernels cover this call (on arguments _check_arguments accepted); the
     composite (which also validates flip_weight, and raises its errors) runs otherwise."""
     if up != 1 or down != 1 or not isinstance(flip_weight, bool):
@@ -164,7 +153,6 @@ def _fusable(x, weight, noise, up, down, padding, flip_weight) -> bool:
     if x.numel() == 0 or weight.numel() == 0:  # the composite returns the empty or zero result
         return False
     if noise is not None:
-        out_shape = (x.shape[0], weight.shape[0], *_out_hw(x, weight, padding))
         if torch.broadcast_shapes(noise.shape, out_shape) != out_shape:
             return False  # noise that grows the output: the reference's broadcast
         if torch.result_type(x, noise) != x.dtype:
@@ -198,8 +186,8 @@ def _cpu_twin(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_f
     only where it pays): the tests run the CUDA kernel's tile math through it without a GPU.
     Autograd works as on the fused path. Raises ValueError for calls the fused kernels do not
     cover (up or down != 1, ...) and for tensors not on the CPU."""
-    epilogue, padding = _check_arguments(x, weight, styles, noise, up, down, padding, resample_filter, demodulate,
-                                         fused_modconv, bias, act, alpha, gain, clamp)
-    if x.device.type != "cpu" or not _fusable(x, weight, noise, up, down, padding, flip_weight):
+    epilogue, padding, out_shape = _check_arguments(x, weight, styles, noise, up, down, padding, resample_filter,
+                                                    demodulate, fused_modconv, bias, act, alpha, gain, clamp)
+    if x.device.type != "cpu" or not _fusable(x, weight, noise, up, down, out_shape, flip_weight):
         raise ValueError("modulated_conv2d: the CPU twin runs only calls the fused kernels cover, on CPU tensors")
     return _fused(x, weight, styles, noise, bias, padding, demodulate, flip_weight, fused_modconv, epilogue, "cpu")
