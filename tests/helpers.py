@@ -23,6 +23,22 @@ def backend_params():
     ]
 
 
+def in_layout(t, layout):
+    """A 4-D t with the same values in another memory layout: 'contiguous' (as given),
+    'channels_last', 'transposed' (H and W strides swapped) or 'sliced' (every other element
+    of a larger tensor, along C and W)."""
+    if layout == "channels_last":
+        return t.contiguous(memory_format=torch.channels_last)
+    if layout == "transposed":
+        return t.transpose(2, 3).contiguous().transpose(2, 3)
+    if layout == "sliced":
+        big = t.new_zeros(t.shape[0], 2 * t.shape[1], t.shape[2], 2 * t.shape[3])
+        big[:, ::2, :, ::2] = t
+        return big[:, ::2, :, ::2]
+    assert layout == "contiguous", layout
+    return t
+
+
 def assert_cpu_isa_builds_agree(probe: str, tmp_path, cwd=None):
     """Run `probe` (Python source that saves a list of tensors to sys.argv[1] and prints the CPU
     ISA it ran) with the baseline kernels forced, then with the best build, and require the

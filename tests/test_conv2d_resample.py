@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import backend_params
+from helpers import backend_params, in_layout
 from nerfgan_distill import ops
 from nerfgan_distill.ops.conv2d_resample_ref import conv2d_resample_ref
 
@@ -90,17 +90,6 @@ def test_gradgradcheck_grouped_flip_filter_fp64(backend, up, down):
     assert torch.autograd.gradgradcheck(fn, (x, w))
 
 
-def _in_layout(t, layout):
-    """t with the same values in another memory layout."""
-    if layout == "channels_last":
-        return t.contiguous(memory_format=torch.channels_last)
-    if layout == "transposed":  # H and W strides swapped
-        return t.transpose(2, 3).contiguous().transpose(2, 3)
-    big = t.new_zeros(t.shape[0], 2 * t.shape[1], t.shape[2], 2 * t.shape[3])  # "sliced": every other element
-    big[:, ::2, :, ::2] = t
-    return big[:, ::2, :, ::2]
-
-
 @pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("layout", ["channels_last", "transposed", "sliced"])
 @pytest.mark.parametrize("config", range(len(CONFIGS)))
@@ -110,7 +99,7 @@ def test_layouts_match_reference(backend, device, layout, config):
     x = torch.randn(2, 4, 9, 8, generator=g).to(device)
     w = torch.randn(6, 4 // groups, k, k, generator=g).to(device)
     kwargs = dict(f=FIR.to(device), up=up, down=down, padding=padding, groups=groups, flip_weight=flip_weight)
-    y = ops.conv2d_resample(_in_layout(x, layout), _in_layout(w, layout), **kwargs, backend=backend)
+    y = ops.conv2d_resample(in_layout(x, layout), in_layout(w, layout), **kwargs, backend=backend)
     want = ops.conv2d_resample(x.double(), w.double(), **kwargs, backend="torch")
     torch.testing.assert_close(y.double(), want, rtol=1e-5, atol=1e-5)
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import backend_params
+from helpers import backend_params, in_layout
 from nerfgan_distill import _native, ops
 from nerfgan_distill.ops import bias_act_ref, modulated_conv2d_ref
 from nerfgan_distill.ops._common import compute_dtype
@@ -320,24 +320,12 @@ def _kernel_size(c):
     return (c["k"], c["k"]) if isinstance(c["k"], int) else c["k"]
 
 
-def _in_layout(x, layout):
-    """x with the same values in another memory layout."""
-    if layout == "channels_last":
-        return x.contiguous(memory_format=torch.channels_last)
-    if layout == "sliced":
-        n, i, h, w = x.shape
-        big = x.new_zeros(n, 2 * i, h, 2 * w)
-        big[:, ::2, :, ::2] = x
-        return big[:, ::2, :, ::2]
-    return x
-
-
 def _inputs(c, dtype, device, seed=0):
     g = torch.Generator().manual_seed(seed)
     h, w = c["hw"]
     kh, kw = _kernel_size(c)
     x = torch.randn(c["n"], c["i"], h, w, generator=g, dtype=torch.float64).to(device, dtype)
-    x = _in_layout(x, c.get("layout", "contiguous"))
+    x = in_layout(x, c.get("layout", "contiguous"))
     weight = torch.randn(c["o"], c["i"], kh, kw, generator=g, dtype=torch.float64).to(device, dtype)
     styles = (torch.randn(c["n"], c["i"], generator=g, dtype=torch.float64) + 1).to(device, dtype)
     noise = _noise(c["noise"], c["n"], c["o"], *_out_size(c), torch.float64, device)
