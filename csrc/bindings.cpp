@@ -248,6 +248,13 @@ void check_modconv_sizes(const std::array<int64_t, 9>& sizes, int dtype) {
   check_dtype(dtype, "modulated_conv2d");
 }
 
+// The sizes above into the forward's or the weight gradient's parameters (the same fields).
+template <class ModconvParams>
+void set_modconv_sizes(ModconvParams& p, const std::array<int64_t, 9>& sizes) {
+  p.n = sizes[0]; p.i = sizes[1]; p.o = sizes[2]; p.h = sizes[3]; p.w = sizes[4];
+  p.kh = int(sizes[5]); p.kw = int(sizes[6]); p.oh = sizes[7]; p.ow = sizes[8];
+}
+
 // pointers: x, weight, styles, dcoefs (0: no demodulation), noise (0: none), bias (0: none),
 // out, v (0: none; out's strides); sizes: n, i, o, h, w, kh, kw, out_h, out_w; strides
 // (elements): n, c, h, w of x, noise (0 where it broadcasts) and out; padding: pad_x0,
@@ -276,8 +283,7 @@ ngd::modconv::Params modconv_params(const std::array<std::uintptr_t, 8>& pointer
   p.out = ptr<void>(pointers[6]);
   p.v = ptr<void>(pointers[7]);
   p.out_compute = out_compute;
-  p.n = sizes[0]; p.i = sizes[1]; p.o = sizes[2]; p.h = sizes[3]; p.w = sizes[4];
-  p.kh = int(sizes[5]); p.kw = int(sizes[6]); p.oh = sizes[7]; p.ow = sizes[8];
+  set_modconv_sizes(p, sizes);
   p.sx_n = x_strides[0]; p.sx_c = x_strides[1]; p.sx_h = x_strides[2]; p.sx_w = x_strides[3];
   p.sn_n = noise_strides[0]; p.sn_c = noise_strides[1]; p.sn_h = noise_strides[2]; p.sn_w = noise_strides[3];
   p.so_n = out_strides[0]; p.so_c = out_strides[1]; p.so_h = out_strides[2]; p.so_w = out_strides[3];
@@ -314,8 +320,7 @@ ngd::modconv::WeightGradParams modconv_weight_grad_params(const std::array<std::
   p.d = ptr<const void>(pointers[2]);
   p.s = ptr<const void>(pointers[3]);
   p.partial = ptr<void>(pointers[4]);
-  p.n = sizes[0]; p.i = sizes[1]; p.o = sizes[2]; p.h = sizes[3]; p.w = sizes[4];
-  p.kh = int(sizes[5]); p.kw = int(sizes[6]); p.oh = sizes[7]; p.ow = sizes[8];
+  set_modconv_sizes(p, sizes);
   p.sg_n = g_strides[0]; p.sg_c = g_strides[1]; p.sg_h = g_strides[2]; p.sg_w = g_strides[3];
   p.sx_n = x_strides[0]; p.sx_c = x_strides[1]; p.sx_h = x_strides[2]; p.sx_w = x_strides[3];
   p.pad_x0 = padding[0];
