@@ -124,6 +124,9 @@ setup(
         "nerfgan_distill.ops",
         "nerfgan_distill.bench",
         "nerfgan_distill.teacher",
+        "nerfgan_distill.networks",
+        "nerfgan_distill.student",
+        "nerfgan_distill.distill",
         "nerfgan_distill.triton_kernels",
     ],
     # Triton kernels live in the top-level triton_kernels/ folder of the source tree

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from .teacher.eg3d_pickle import Eg3dPickleError, UnsafePickleError
 from .teacher.loader import TeacherFormatError
-from .teacher.safetensors_io import SafetensorsError
+from .formats import ModelFileError
 
 # Errors that mean a bad file or argument: the CLI prints them without a traceback.
-USER_ERRORS = (OSError, KeyError, Eg3dPickleError, UnsafePickleError, TeacherFormatError, SafetensorsError)
+USER_ERRORS = (OSError, KeyError, Eg3dPickleError, UnsafePickleError, TeacherFormatError, ModelFileError)
 
 
 def _seeds(text: str) -> list[int]:

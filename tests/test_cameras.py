@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nerfgan_distill.teacher import cameras, rays
+from nerfgan_distill import cameras
+from nerfgan_distill.teacher import rays
 
 FIXTURES = torch.load(Path(__file__).parent / "fixtures" / "cameras.pt", weights_only=True)
 TOL = dict(rtol=0, atol=1e-6)

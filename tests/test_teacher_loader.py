@@ -26,7 +26,18 @@ from nerfgan_distill.teacher.configs import official_config
 from nerfgan_distill.teacher.eg3d_pickle import Eg3dPickleError, UnsafePickleError
 from nerfgan_distill.teacher.generator import TriPlaneGenerator
 from nerfgan_distill.teacher.loader import TeacherFormatError, convert, load, save
-from nerfgan_distill.teacher.safetensors_io import load_safetensors, save_safetensors
+from safetensors import safe_open
+
+from nerfgan_distill.formats import safetensors_bytes
+
+
+def load_safetensors(path):
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+
+
+def save_safetensors(path, tensors, metadata):
+    path.write_bytes(safetensors_bytes(tensors, metadata))
 from nerfgan_distill.teacher.synthetic import random_state
 
 REPO = Path(__file__).resolve().parents[1]
@@ -694,7 +705,7 @@ def test_damaged_safetensors_gives_a_clear_error(models, tmp_path, damage):
         path.write_bytes(path.read_bytes()[:-100])
     else:  # byte 8 is '{', so it is sniffed as .safetensors
         path.write_bytes(b"{" * 20)
-    with pytest.raises(TeacherFormatError, match=rf"{re.escape(str(path))}: (data buffer has|header length|tensor .*outside the data buffer)"):
+    with pytest.raises(TeacherFormatError, match=rf"{re.escape(str(path))}: (damaged .safetensors data|header length)"):
         load(path)
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from ..teacher import TriPlaneGenerator, cameras, official_config, random_state, set_ops_backend
+from .. import cameras
+from ..teacher import TriPlaneGenerator, official_config, random_state, set_ops_backend
 from .harness import ResultFile, environment, measure
 from .plot import line_plot_svg
 

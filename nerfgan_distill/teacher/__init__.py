@@ -7,11 +7,12 @@ pickles, our .safetensors format, cameras, and shape export.
     ws = G.mapping(z, c, truncation_psi=0.7)
     img = G.synthesis(ws, c, noise_mode="const")["image"]     # [N, 3, 512, 512] in [-1, 1]
 """
-from . import cameras, mesh
+from .. import cameras
+from . import mesh
 from .configs import OFFICIAL_CONFIGS, official_config
 from .eg3d_pickle import Eg3dPickleError, UnsafePickleError
 from .generator import TriPlaneGenerator
-from .layers import set_ops_backend
+from ..networks.stylegan2 import set_ops_backend
 from .loader import TeacherFormatError, convert, load, save
 from .rays import sample_rays
 from .synthetic import random_state

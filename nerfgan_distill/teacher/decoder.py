@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from .. import ops
-from .layers import FullyConnectedLayer
+from ..networks.stylegan2 import FullyConnectedLayer
 
 __all__ = ["OSGDecoder"]
 

@@ -15,16 +15,16 @@ import torch
 from torch import nn
 
 from .. import ops
-from . import cameras
+from .. import cameras
 from .decoder import OSGDecoder
-from .layers import Generator
+from ..networks.stylegan2 import Generator
 from .rays import sample_rays
-from .superresolution import superresolution_class
+from ..networks.superresolution import superresolution_class
 
 __all__ = ["TriPlaneGenerator", "PLANE_CHANNELS", "PLANE_RESOLUTION", "CAMERA_LABEL_SIZE"]
 
-PLANE_CHANNELS = 32  # features per plane; the backbone outputs 3 x 32 channels
-PLANE_RESOLUTION = 256
+PLANE_CHANNELS = 32  # EG3D's features per plane (the backbone outputs 3 x 32 channels) ...
+PLANE_RESOLUTION = 256  # ... at 256 x 256; both are constructor options for small teachers
 CAMERA_LABEL_SIZE = 25  # cam2world [4x4] and normalized intrinsics [3x3], row-major
 
 # rendering_kwargs keys a TriPlaneGenerator needs (the rest have EG3D's defaults).
@@ -35,7 +35,8 @@ REQUIRED_RENDERING_KEYS = ("depth_resolution", "depth_resolution_importance", "r
 class TriPlaneGenerator(nn.Module):
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  sr_num_fp16_res: int = 0, mapping_kwargs: Optional[dict] = None,
-                 rendering_kwargs: Optional[dict] = None, sr_kwargs: Optional[dict] = None, **synthesis_kwargs):
+                 rendering_kwargs: Optional[dict] = None, sr_kwargs: Optional[dict] = None,
+                 plane_resolution: int = PLANE_RESOLUTION, plane_channels: int = PLANE_CHANNELS, **synthesis_kwargs):
         super().__init__()
         rendering_kwargs = dict(rendering_kwargs or {})
         missing = [k for k in REQUIRED_RENDERING_KEYS if k not in rendering_kwargs]
@@ -48,16 +49,22 @@ class TriPlaneGenerator(nn.Module):
             z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
             sr_num_fp16_res=sr_num_fp16_res, mapping_kwargs=dict(mapping_kwargs or {}),
             rendering_kwargs=rendering_kwargs, sr_kwargs=dict(sr_kwargs or {}), **synthesis_kwargs))
+        # Written only when not EG3D's, so files of official models stay as they were.
+        if plane_resolution != PLANE_RESOLUTION:
+            self.init_kwargs["plane_resolution"] = plane_resolution
+        if plane_channels != PLANE_CHANNELS:
+            self.init_kwargs["plane_channels"] = plane_channels
+        self.plane_resolution, self.plane_channels = plane_resolution, plane_channels
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
-        self.backbone = Generator(z_dim, c_dim, w_dim, img_resolution=PLANE_RESOLUTION,
-                                  img_channels=3 * PLANE_CHANNELS, mapping_kwargs=mapping_kwargs, **synthesis_kwargs)
+        self.backbone = Generator(z_dim, c_dim, w_dim, img_resolution=plane_resolution,
+                                  img_channels=3 * plane_channels, mapping_kwargs=mapping_kwargs, **synthesis_kwargs)
         sr_class = superresolution_class(rendering_kwargs["superresolution_module"])
-        self.superresolution = sr_class(channels=PLANE_CHANNELS, img_resolution=img_resolution,
+        self.superresolution = sr_class(channels=plane_channels, img_resolution=img_resolution,
                                         sr_num_fp16_res=sr_num_fp16_res, sr_antialias=rendering_kwargs["sr_antialias"],
                                         **(sr_kwargs or {}))
-        self.decoder = OSGDecoder(PLANE_CHANNELS, {"decoder_lr_mul": rendering_kwargs.get("decoder_lr_mul", 1),
-                                                   "decoder_output_dim": PLANE_CHANNELS})
+        self.decoder = OSGDecoder(plane_channels, {"decoder_lr_mul": rendering_kwargs.get("decoder_lr_mul", 1),
+                                                   "decoder_output_dim": plane_channels})
         self.neural_rendering_resolution = 64
         self.rendering_kwargs = rendering_kwargs
         # The label std the training loop stores with G; unused at inference, kept so the
@@ -147,9 +154,9 @@ class TriPlaneGenerator(nn.Module):
     # --- helpers ------------------------------------------------------------------------------
 
     def synthesize_planes(self, ws: torch.Tensor, **synthesis_kwargs) -> torch.Tensor:
-        """ws -> the tri-planes [N, 3, 32, 256, 256] (the backbone's output, plane-major)."""
+        """ws -> the tri-planes [N, 3, plane_channels, plane_resolution, plane_resolution] (plane-major)."""
         planes = self.backbone.synthesis(ws, **synthesis_kwargs)
-        return planes.view(planes.shape[0], 3, PLANE_CHANNELS, planes.shape[-2], planes.shape[-1])
+        return planes.view(planes.shape[0], 3, self.plane_channels, planes.shape[-2], planes.shape[-1])
 
     def sample_density(self, coordinates: torch.Tensor, ws: torch.Tensor, planes: Optional[torch.Tensor] = None,
                        **synthesis_kwargs) -> torch.Tensor:

@@ -2,7 +2,6 @@
 and our .safetensors format (the weights plus the config as JSON metadata)."""
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from typing import BinaryIO, Union
@@ -11,7 +10,7 @@ import torch
 
 from . import eg3d_pickle
 from .generator import TriPlaneGenerator
-from .safetensors_io import SafetensorsError, load_safetensors, save_safetensors
+from ..formats import ModelFileError, read_model_file, write_model_file
 
 __all__ = ["load", "save", "convert", "from_snapshot_record", "TeacherFormatError"]
 
@@ -29,7 +28,7 @@ KNOWN_SOURCES = {
 # The constructor keywords of EG3D's TriPlaneGenerator and the backbone ones it passes on
 # that we rebuild; anything else in a pickle is a layout we do not know.
 GENERATOR_KWARGS = {"z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "sr_num_fp16_res",
-                    "mapping_kwargs", "rendering_kwargs", "sr_kwargs"}
+                    "mapping_kwargs", "rendering_kwargs", "sr_kwargs", "plane_resolution", "plane_channels"}
 BACKBONE_KWARGS = {"channel_base", "channel_max", "num_fp16_res", "conv_clamp", "fused_modconv_default"}
 POSITIONAL = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
 # Attributes a record and our rebuilt module must agree on (the layout checksum).
@@ -47,7 +46,7 @@ STATELESS_PARTS = {"renderer", "renderer.ray_marcher", "ray_sampler"}
 OPTIONAL_TENSORS = {"dataset_label_std"}  # added by the training loop; absent from other checkpoints
 
 
-class TeacherFormatError(ValueError):
+class TeacherFormatError(ModelFileError):
     """The file is readable but holds something we do not understand (the message says what)."""
 
 
@@ -76,9 +75,7 @@ def save(model: TriPlaneGenerator, path: Union[str, os.PathLike]) -> None:
         raise TypeError(f"save: model must be a TriPlaneGenerator, got {type(model).__name__}")
     config = {"init_kwargs": model.init_kwargs, "rendering_kwargs": model.rendering_kwargs,
               "neural_rendering_resolution": model.neural_rendering_resolution}
-    tensors = {name: t.detach().cpu() for name, t in model.state_dict().items()}
-    save_safetensors(path, tensors, {"format": FORMAT, "format_version": FORMAT_VERSION,
-                                     "config": json.dumps(config)})
+    write_model_file(path, FORMAT, FORMAT_VERSION, config, dict(model.state_dict()))
 
 
 def convert(source: Source, destination: Union[str, os.PathLike], key: str = "G_ema") -> TriPlaneGenerator:
@@ -223,23 +220,17 @@ def _sniff(head: bytes, where: str) -> str:
 def _from_safetensors(source) -> TriPlaneGenerator:
     where = eg3d_pickle._source_name(source)
     try:
-        tensors, metadata = load_safetensors(source)
-    except SafetensorsError as e:
+        file = read_model_file(source, expect=FORMAT, versions=(FORMAT_VERSION,))
+    except TeacherFormatError:
+        raise
+    except ModelFileError as e:
         raise TeacherFormatError(str(e)) from e
-    if metadata.get("format") != FORMAT:
-        raise TeacherFormatError(f"{where}: metadata 'format' is {metadata.get('format')!r}, expected {FORMAT!r} "
-                                 f"(a .safetensors file written by nerfgan_distill.teacher.save)")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise TeacherFormatError(f"{where}: format version {metadata.get('format_version')!r} is not understood "
-                                 f"(this version reads {FORMAT_VERSION})")
     try:
-        config = json.loads(metadata["config"])
-        kwargs = dict(config["init_kwargs"])
-        kwargs["rendering_kwargs"] = config["rendering_kwargs"]
-        resolution = config["neural_rendering_resolution"]
+        kwargs = dict(file.config["init_kwargs"])
+        kwargs["rendering_kwargs"] = file.config["rendering_kwargs"]
+        resolution = file.config["neural_rendering_resolution"]
     except (KeyError, TypeError, ValueError) as e:
         raise TeacherFormatError(f"{where}: the config metadata is malformed ({type(e).__name__}: {e})") from e
     model = _build(kwargs, resolution, where)
-    _load_tensors(model, tensors, where)
+    _load_tensors(model, file.tensors, where)
     return model.eval().requires_grad_(False)
-

@@ -1,0 +1,176 @@
+"""Our model and data files: .safetensors (the `safetensors` package) with a JSON config in
+the metadata, and atomic writes for every file that matters.
+
+Every file we write carries metadata 'format' (what it holds: a teacher, a student, a
+training checkpoint, a data shard), 'format_version' and 'config' (JSON). Readers check the
+format before they build anything, so a student given as a teacher (or a checkpoint given as
+a student) gets a clear error naming what the file is.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Union
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as _load_tensors
+from safetensors.torch import save as _save_tensors
+
+__all__ = ["ModelFileError", "ModelFile", "write_model_file", "read_model_file", "atomic_write", "KINDS",
+           "describe_format", "safetensors_bytes", "peek_format"]
+
+Source = Union[str, os.PathLike, BinaryIO]
+
+# Human names of our formats, for error messages ("... is a nerfgan_distill student file").
+KINDS = {
+    "nerfgan_distill.teacher": "teacher",
+    "nerfgan_distill.student": "student",
+    "nerfgan_distill.checkpoint": "training checkpoint",
+    "nerfgan_distill.shard": "data shard",
+}
+_MAX_HEADER = 100 * 1024 * 1024  # the safetensors package's own limit
+
+
+class ModelFileError(ValueError):
+    """A file is not one of ours, is damaged, or holds another kind of content (the message says which)."""
+
+
+@dataclass
+class ModelFile:
+    format: str
+    format_version: str
+    config: dict
+    tensors: dict
+    metadata: dict
+
+
+def describe_format(fmt) -> str:
+    return f"a nerfgan_distill {KINDS[fmt]} file" if fmt in KINDS else f"a file of format {fmt!r}"
+
+
+def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], None]) -> None:
+    """Write a file through `write(f)` into a temporary file beside `path`, fsync it, then
+    rename it over `path`: readers (and a crash, or a full disk) see the old file or the
+    whole new one, never a partial one."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_model_file(path: Union[str, os.PathLike], fmt: str, version: str, config: dict,
+                     tensors: dict, metadata: dict | None = None) -> None:
+    """Write `tensors` (moved to CPU, made contiguous) and the JSON `config` atomically."""
+    if not isinstance(tensors, dict) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+        raise TypeError("write_model_file: tensors must be a dict of str to torch.Tensor")
+    meta = {"format": fmt, "format_version": version, "config": json.dumps(config)}
+    for key, value in (metadata or {}).items():
+        if not isinstance(value, str):
+            raise TypeError(f"write_model_file: metadata {key!r} must be a string, got {type(value).__name__}")
+        meta[key] = value
+    data = safetensors_bytes(tensors, meta)
+    atomic_write(path, lambda f: f.write(data))
+
+
+def safetensors_bytes(tensors: dict, metadata: dict) -> bytes:
+    """A .safetensors file's bytes, its JSON header's keys sorted: the package writes metadata
+    in hash order, and equal content should give equal bytes (checksums, resume comparisons)."""
+    data = _save_tensors({k: t.detach().to("cpu").contiguous() for k, t in tensors.items()}, metadata=metadata)
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # keeps the tensor data 8-byte aligned, as the package does
+    return struct.pack("<Q", len(text)) + text + data[8 + n:]
+
+
+def read_model_file(source: Source, expect: str | None = None, versions: tuple = ("1",)) -> ModelFile:
+    """Read one of our files. With `expect`, a file of another format raises ModelFileError
+    naming what it is. A damaged or foreign file raises ModelFileError too."""
+    where = source_name(source)
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            data = f.read()
+    else:
+        data = source.read()
+    metadata = _metadata(data, where)
+    fmt = metadata.get("format")
+    if fmt not in KINDS:
+        raise ModelFileError(f"{where}: a .safetensors file, but not one written by nerfgan_distill "
+                             f"(metadata 'format' is {fmt!r})")
+    if expect is not None and fmt != expect:
+        raise ModelFileError(f"{where} is {describe_format(fmt)}, not {describe_format(expect)}")
+    version = metadata.get("format_version")
+    if version not in versions:
+        raise ModelFileError(f"{where}: format version {version!r} is not understood (this version reads "
+                             f"{', '.join(versions)})")
+    try:
+        config = json.loads(metadata["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{where}: the config metadata is malformed ({type(e).__name__}: {e})") from e
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{where}: the config metadata is malformed (not a JSON object)")
+    try:
+        tensors = _load_tensors(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{where}: damaged .safetensors data ({e})") from e
+    return ModelFile(fmt, version, config, tensors, metadata)
+
+
+def peek_format(source: Source) -> str | None:
+    """The 'format' metadata of a .safetensors file (None if it has none); reads only the header."""
+    where = source_name(source)
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as f:
+            head = f.read(8)
+            size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+            data = head + f.read(min(size, _MAX_HEADER))
+    else:
+        position = source.tell()
+        data = source.read(8)
+        size = struct.unpack("<Q", data)[0] if len(data) == 8 else 0
+        data += source.read(min(size, _MAX_HEADER))
+        source.seek(position)
+    return _metadata(data, where, header_only=True).get("format")
+
+
+def _metadata(data: bytes, where: str, header_only: bool = False) -> dict:
+    """The header's __metadata__, after checking the header is well formed (the tensor data
+    itself is validated by the safetensors package when it is loaded)."""
+    if len(data) < 8:
+        raise ModelFileError(f"{where}: file of {len(data)} bytes is too short for a .safetensors header")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > _MAX_HEADER or n > len(data) - 8:
+        raise ModelFileError(f"{where}: header length {n} exceeds "
+                             f"{'the 100 MB limit' if n > _MAX_HEADER else 'the file size'}")
+    try:
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ModelFileError(f"{where}: header is not valid UTF-8 JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{where}: header must be a JSON object")
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ModelFileError(f"{where}: __metadata__ must be an object of string values")
+    return metadata
+
+
+def source_name(source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    name = getattr(source, "name", None)
+    return str(name) if name is not None else "<file object>"
