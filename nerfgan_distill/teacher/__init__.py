@@ -9,7 +9,7 @@ pickles, our .safetensors format, cameras, and shape export.
 """
 from .. import cameras
 from . import mesh
-from .configs import OFFICIAL_CONFIGS, official_config
+from .configs import OFFICIAL_CONFIGS, official_config, tiny_config
 from .eg3d_pickle import Eg3dPickleError, UnsafePickleError
 from .generator import TriPlaneGenerator
 from ..networks.stylegan2 import set_ops_backend
@@ -18,5 +18,5 @@ from .rays import sample_rays
 from .synthetic import random_state
 
 __all__ = ["TriPlaneGenerator", "load", "save", "convert", "cameras", "mesh", "sample_rays", "set_ops_backend",
-           "official_config", "OFFICIAL_CONFIGS", "random_state", "Eg3dPickleError", "UnsafePickleError",
+           "official_config", "tiny_config", "OFFICIAL_CONFIGS", "random_state", "Eg3dPickleError", "UnsafePickleError",
            "TeacherFormatError"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-__all__ = ["OFFICIAL_CONFIGS", "official_config"]
+__all__ = ["OFFICIAL_CONFIGS", "official_config", "tiny_config"]
 
 _COMMON_RENDERING = dict(
     disparity_space_sampling=False, clamp_mode="softplus", c_gen_conditioning_zero=False, c_scale=1.0,
@@ -45,3 +45,22 @@ def official_config(name: str) -> tuple[dict, int]:
         raise ValueError(f"unknown official config {name!r}; known: {', '.join(OFFICIAL_CONFIGS)}")
     kwargs, resolution = OFFICIAL_CONFIGS[name]
     return copy.deepcopy(kwargs), resolution
+
+
+def tiny_config(img_resolution: int = 32, neural_rendering_resolution: int = 16, plane_resolution: int = 32,
+                plane_channels: int = 8, w_dim: int = 64) -> tuple[dict, int]:
+    """(TriPlaneGenerator kwargs, neural rendering resolution) of a small teacher with EG3D's
+    architecture: the same generator, renderer and SR design at test and demo scale (a slim
+    SuperresolutionStack instead of EG3D's fixed-width SR)."""
+    rendering = {**_COMMON_RENDERING, **_FACES, "avg_camera_pivot": [0, 0, 0.2],
+                 "superresolution_module": "nerfgan_distill.networks.superresolution.SuperresolutionStack",
+                 "depth_resolution": 12, "depth_resolution_importance": 12, "image_resolution": img_resolution}
+    blocks = dict(channel_base=64 * plane_resolution, channel_max=64, fused_modconv_default="inference_only")
+    sr = dict(blocks, block_channels=[32, 16], w_dim=w_dim,
+              input_resolution=img_resolution // 2 if img_resolution // 2 >= neural_rendering_resolution
+              else neural_rendering_resolution)
+    kwargs = dict(z_dim=w_dim, c_dim=25, w_dim=w_dim, img_resolution=img_resolution, img_channels=3,
+                  sr_num_fp16_res=0, mapping_kwargs={"num_layers": 2}, rendering_kwargs=rendering, sr_kwargs=sr,
+                  plane_resolution=plane_resolution, plane_channels=plane_channels, num_fp16_res=0, conv_clamp=None,
+                  **blocks)
+    return kwargs, neural_rendering_resolution
