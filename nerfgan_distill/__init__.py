@@ -24,10 +24,11 @@ _alias_source_tree_triton_kernels()
 
 from . import ops  # noqa: E402
 from .dispatch import BackendStatus, BackendUnavailableError, backends  # noqa: E402
+from .models import load, save  # noqa: E402
 
 try:
     __version__ = _dist_version("nerfgan-distill")
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-__all__ = ["ops", "backends", "BackendStatus", "BackendUnavailableError", "__version__"]
+__all__ = ["ops", "load", "save", "backends", "BackendStatus", "BackendUnavailableError", "__version__"]

@@ -153,6 +153,10 @@ def _metadata(data: bytes, where: str, header_only: bool = False) -> dict:
     itself is validated by the safetensors package when it is loaded)."""
     if len(data) < 8:
         raise ModelFileError(f"{where}: file of {len(data)} bytes is too short for a .safetensors header")
+    if len(data) > 8 and data[8:9] != b"{":
+        kind = " (a zip archive: torch.save?)" if data[:2] == b"PK" else \
+            " (a pickle)" if data[0] == 0x80 else ""
+        raise ModelFileError(f"{where}: not a .safetensors file{kind}")
     (n,) = struct.unpack("<Q", data[:8])
     if n > _MAX_HEADER or n > len(data) - 8:
         raise ModelFileError(f"{where}: header length {n} exceeds "
