@@ -1,0 +1,205 @@
+"""`nerfgan-distill train`: both stages end to end, exact resume after kill -9, the same
+per-step losses with 2 gloo processes as with one, and the refusals (existing runs, wrong
+files, full disks, NaN)."""
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nerfgan_distill import student, teacher
+from nerfgan_distill.cli import main
+from nerfgan_distill.distill import checkpoint as ckpt
+
+# A few steps of each stage; R1 every 2 steps so stage 2 runs it.
+COMMON = ["--student", "tiny", "--batch", "4", "--seed", "3", "--device", "cpu", "--no-progress",
+          "--r1-interval", "2", "--log-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory):
+    kwargs, resolution = teacher.tiny_config()
+    G = teacher.TriPlaneGenerator(**kwargs)
+    G.load_state_dict(teacher.random_state(G, seed=7))
+    G.neural_rendering_resolution = resolution
+    path = tmp_path_factory.mktemp("teacher") / "tiny.safetensors"
+    teacher.save(G, path)
+    return path
+
+
+def _train(teacher_file, out, *extra):
+    return main(["train", "--teacher", str(teacher_file), "--out", str(out), *COMMON, *extra])
+
+
+def _metrics(out):
+    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+def _tensors(path):
+    return ckpt.load_checkpoint(path).tensors
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(teacher_file, tmp_path_factory):
+    """A 6-step run: 3 reconstruction-only, 3 with the discriminator."""
+    out = tmp_path_factory.mktemp("run") / "full"
+    assert _train(teacher_file, out, "--steps", "6", "--stage1-steps", "3", "--checkpoint-every", "2") == 0
+    return out
+
+
+def test_both_stages_run_and_write_the_run_files(uninterrupted):
+    records = _metrics(uninterrupted)
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert [r["stage"] for r in records] == [1, 1, 1, 2, 2, 2]
+    for r in records[:3]:
+        assert {"rec_lr_raw", "rec_lr_features", "rec_hr"} <= set(r) and "adv_g" not in r
+    for r in records[3:]:
+        assert {"adv_g", "adv_d_real", "adv_d_fake"} <= set(r)
+    assert "r1" in records[4] and "r1" not in records[3]  # lazy: steps 4 (index) and every 2nd
+    assert all(all(v == v for v in r.values() if isinstance(v, float)) for r in records)
+    S = student.load(uninterrupted / "student.safetensors")
+    assert S.preset == "tiny"
+    assert ckpt.load_checkpoint(uninterrupted / "checkpoint.safetensors").step == 6
+
+
+def test_stage_one_lowers_the_reconstruction_loss(teacher_file, tmp_path):
+    out = tmp_path / "fit"
+    assert _train(teacher_file, out, "--steps", "30", "--stage1-steps", "30", "--checkpoint-every", "30",
+                  "--lr-g", "0.01") == 0
+    records = _metrics(out)
+    first = sum(r["rec_hr"] for r in records[:5]) / 5
+    last = sum(r["rec_hr"] for r in records[-5:]) / 5
+    assert last < 0.85 * first, (first, last)
+
+
+def test_resume_continues_to_the_same_weights(teacher_file, uninterrupted, tmp_path):
+    out = tmp_path / "split"
+    assert _train(teacher_file, out, "--steps", "4", "--stage1-steps", "3", "--checkpoint-every", "2") == 0
+    assert _train(teacher_file, out, "--steps", "6", "--stage1-steps", "3", "--checkpoint-every", "2",
+                  "--resume") == 0
+    a, b = _tensors(uninterrupted / "checkpoint.safetensors"), _tensors(out / "checkpoint.safetensors")
+    assert set(a) == set(b)
+    for name in a:
+        if not name.startswith("rng/"):
+            torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
+    assert [r["step"] for r in _metrics(out)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_kill_9_after_a_checkpoint_then_resume_gives_the_same_weights(teacher_file, tmp_path):
+    args = [sys.executable, "-m", "nerfgan_distill", "train", "--teacher", str(teacher_file), *COMMON,
+            "--steps", "40", "--stage1-steps", "20", "--checkpoint-every", "4"]
+    reference = tmp_path / "reference"
+    assert _train(teacher_file, reference, *args[args.index("--steps"):]) == 0
+    out = tmp_path / "killed"
+    process = subprocess.Popen(args + ["--out", str(out)], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    checkpoint = out / "checkpoint.safetensors"
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        if checkpoint.exists() and ckpt.load_checkpoint(checkpoint).step >= 4:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = ckpt.load_checkpoint(checkpoint).step
+    assert killed_at < 40, "the run finished before it could be killed"
+    assert subprocess.run(args + ["--out", str(out), "--resume"], capture_output=True).returncode == 0
+    a, b = _tensors(reference / "checkpoint.safetensors"), _tensors(checkpoint)
+    for name in a:
+        if not name.startswith("rng/"):
+            torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
+    assert [r["step"] for r in _metrics(out)] == list(range(1, 41))
+
+
+def test_two_gloo_processes_follow_one_process(teacher_file, uninterrupted, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+         "-m", "nerfgan_distill", "train", "--teacher", str(teacher_file), "--out", str(out), *COMMON,
+         "--steps", "6", "--stage1-steps", "3", "--checkpoint-every", "2"], capture_output=True, text=True, env=env,
+        timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single, double = _metrics(uninterrupted), _metrics(out)
+    assert [r["step"] for r in double] == [r["step"] for r in single]
+    for a, b in zip(single, double):
+        for key in a:
+            if key.startswith(("rec_", "adv_", "r1", "loss_")):
+                assert abs(a[key] - b[key]) <= 1e-3 * max(1.0, abs(a[key])), (a["step"], key, a[key], b[key])
+
+
+def test_a_run_is_not_overwritten_without_resume(teacher_file, uninterrupted, capsys):
+    before = {p.name: p.read_bytes() for p in uninterrupted.iterdir()}
+    assert _train(teacher_file, uninterrupted, "--steps", "6") == 2
+    assert "holds a run" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in uninterrupted.iterdir()} == before
+
+
+def test_resume_with_other_options_is_refused(teacher_file, uninterrupted, tmp_path, capsys):
+    out = tmp_path / "copy"
+    out.mkdir()
+    (out / "checkpoint.safetensors").write_bytes((uninterrupted / "checkpoint.safetensors").read_bytes())
+    assert _train(teacher_file, out, "--steps", "8", "--stage1-steps", "3", "--lr-g", "0.01", "--resume") == 2
+    assert "--lr-g" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("what", ["student", "missing", "checkpoint"])
+def test_wrong_teacher_files_get_one_line(teacher_file, uninterrupted, tmp_path, capsys, what):
+    path = {"student": uninterrupted / "student.safetensors", "missing": tmp_path / "nope.safetensors",
+            "checkpoint": uninterrupted / "checkpoint.safetensors"}[what]
+    assert main(["train", "--teacher", str(path), "--out", str(tmp_path / "o"), *COMMON, "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nerfgan-distill train: ") and err.count("\n") == 1
+    assert {"student": "student file", "missing": "No such file", "checkpoint": "training checkpoint"}[what] in err
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(teacher_file, tmp_path, monkeypatch, capsys):
+    from nerfgan_distill import formats
+
+    out = tmp_path / "disk"
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 2:  # the second checkpoint
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(formats.os, "fsync", fsync)
+    assert _train(teacher_file, out, "--steps", "4", "--stage1-steps", "4", "--checkpoint-every", "2") == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "step 2) is intact" in err
+    assert ckpt.load_checkpoint(out / "checkpoint.safetensors").step == 2
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.safetensors", "metrics.jsonl"]
+
+
+def test_nan_stops_the_run_with_a_message(teacher_file, tmp_path, monkeypatch, capsys):
+    from nerfgan_distill.distill import losses
+
+    real = losses.rec_hr
+
+    def broken(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        return {k: v * float("nan") for k, v in terms.items()}
+
+    monkeypatch.setattr(losses, "rec_hr", broken)
+    assert _train(teacher_file, tmp_path / "nan", "--steps", "2") == 2
+    err = capsys.readouterr().err
+    assert "step 0: the student's loss is not finite (rec_hr=nan)" in err
+    assert "no checkpoint was written yet" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "0"], "--steps must be an int >= 1"),
+    (["--steps", "4", "--real-mix", "0.5"], "--real-mix > 0 needs --dataset"),
+    (["--steps", "4", "--batch", "3", "--mbstd-group", "2"], "--batch 3 is not divisible by --mbstd-group 2"),
+])
+def test_bad_options_get_one_line(teacher_file, tmp_path, capsys, args, message):
+    argv = ["train", "--teacher", str(teacher_file), "--out", str(tmp_path / "o"), *COMMON, *args]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
