@@ -53,16 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
     from .teacher_cli import add_commands
 
     add_commands(commands)
+    from .distill_cli import add_commands as add_data_commands
+
+    add_data_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .distill_cli import DATA_ERRORS
     from .teacher_cli import USER_ERRORS
 
     try:
         return args.handler(args)
-    except USER_ERRORS as error:  # bad files and inputs: a message, not a traceback
+    except USER_ERRORS + DATA_ERRORS as error:  # bad files and inputs: a message, not a traceback
         print(f"nerfgan-distill {args.command}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
