@@ -170,6 +170,10 @@ def test_orbit_defaults_come_from_the_teacher(G):
     assert poses.yaw_range[0] <= -0.5 and poses.yaw_range[1] >= 0.5
     assert poses.pitch_range[0] <= -0.25 and poses.pitch_range[1] >= 0.25
     assert OrbitPoses.for_teacher(G, distribution="uniform").distribution == "uniform"
+    objects = tiny_teacher()
+    objects.rendering_kwargs["white_back"] = True
+    poses = OrbitPoses.for_teacher(objects)
+    assert poses.distribution == "uniform" and poses.yaw_range == (-math.pi, math.pi)
     stored = tiny_teacher()
     stored.rendering_kwargs["pose_distribution"] = {"yaw_range": [-1.0, 1.0], "pitch_range": [-0.1, 0.3]}
     poses = OrbitPoses.for_teacher(stored)

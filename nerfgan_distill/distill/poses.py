@@ -133,7 +133,9 @@ class OrbitPoses:
         where a student trained mostly on near-frontal samples is weakest. One point per axis
         means that axis' centre."""
         def axis(count, lo, hi):
-            if _count(count) == 1:
+            if _count(count) == 0:
+                raise ValueError("eval_poses: n_yaw and n_pitch must be >= 1")
+            if count == 1:
                 return torch.tensor([(lo + hi) / 2], dtype=torch.float64)
             return torch.linspace(lo, hi, count, dtype=torch.float64)
         pitch, yaw = torch.meshgrid(axis(n_pitch, *self.pitch_range), axis(n_yaw, *self.yaw_range), indexing="ij")
