@@ -50,21 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="time the kernels on every backend, write JSON results")
     add_arguments(bench)
     bench.set_defaults(handler=_bench)
-    from . import teacher_cli, train_cli
+    from . import distill_cli, teacher_cli, train_cli
 
     teacher_cli.add_commands(commands)
+    distill_cli.add_commands(commands)
     train_cli.add_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .distill_cli import DATA_ERRORS
     from .teacher_cli import USER_ERRORS
     from .train_cli import user_errors
 
     try:
         return args.handler(args)
-    except USER_ERRORS + user_errors() as error:  # bad files and inputs: a message, not a traceback
+    except USER_ERRORS + DATA_ERRORS + user_errors() as error:  # bad files and inputs: one line, no traceback
         print(f"nerfgan-distill {args.command}: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -21,7 +21,7 @@ from safetensors.torch import load as _load_tensors
 from safetensors.torch import save as _save_tensors
 
 __all__ = ["ModelFileError", "ModelFile", "write_model_file", "read_model_file", "atomic_write", "KINDS",
-           "describe_format", "safetensors_bytes", "peek_format"]
+           "describe_format", "safetensors_bytes", "peek_format", "peek_metadata"]
 
 Source = Union[str, os.PathLike, BinaryIO]
 
@@ -133,6 +133,11 @@ def read_model_file(source: Source, expect: str | None = None, versions: tuple =
 
 def peek_format(source: Source) -> str | None:
     """The 'format' metadata of a .safetensors file (None if it has none); reads only the header."""
+    return peek_metadata(source).get("format")
+
+
+def peek_metadata(source: Source) -> dict:
+    """The __metadata__ of a .safetensors file (string values); reads only the header."""
     where = source_name(source)
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
@@ -145,7 +150,7 @@ def peek_format(source: Source) -> str | None:
         size = struct.unpack("<Q", data)[0] if len(data) == 8 else 0
         data += source.read(min(size, _MAX_HEADER))
         source.seek(position)
-    return _metadata(data, where, header_only=True).get("format")
+    return _metadata(data, where, header_only=True)
 
 
 def _metadata(data: bytes, where: str, header_only: bool = False) -> dict:
