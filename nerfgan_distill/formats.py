@@ -60,6 +60,7 @@ def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], None
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes owner-only files; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -71,6 +72,12 @@ def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], None
         except FileNotFoundError:
             pass
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_model_file(path: Union[str, os.PathLike], fmt: str, version: str, config: dict,
