@@ -77,7 +77,7 @@ def _render(args: argparse.Namespace) -> int:
     import torch
 
     from . import teacher
-    from .png import write_png
+    from .images import write_png
 
     device = _device(args.device)
     model = teacher.load(args.teacher, device=device)
@@ -135,7 +135,7 @@ def add_commands(commands) -> None:
     from .bench.teacher import add_arguments
 
     bench = commands.add_parser("bench-teacher", help="teacher images/s and peak memory vs batch size, fast path "
-                                                      "vs the torch reference path (JSON + SVG plot)")
+                                                      "vs the torch reference path (JSON + PNG plot)")
     add_arguments(bench)
     bench.set_defaults(handler=_bench_teacher)
 

@@ -3,7 +3,7 @@ rendering, super-resolution) against batch size, for the fast path (our kernels:
 'auto') and the reference path (every op on its torch reference: the composable torch
 renderer, the equivalent of the official implementation), in the same run.
 
-`nerfgan-distill bench-teacher` writes a JSON result file and an SVG plot (images/s and
+`nerfgan-distill bench-teacher` writes a JSON result file and a PNG plot (images/s and
 peak memory against batch, like the paper's figure) next to it. The weights are seeded
 random ones of an official config (the speed does not depend on the values).
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from .. import cameras
+from ..plots import line_plot
 from ..teacher import TriPlaneGenerator, official_config, random_state, set_ops_backend
 from .harness import ResultFile, environment, measure
-from .plot import line_plot_svg
 
 PATHS = {"fast": "auto", "reference": "torch"}
 
@@ -105,11 +105,11 @@ def run(args: argparse.Namespace) -> Path:
                 results.add(row)
             print(f"batch {batch}: " + "  ".join(f"{n} {r.get('median_ms', 'OOM')} ms" for n, r in rows.items()),
                   file=sys.stderr, flush=True)
-    plot = results.path.with_suffix(".svg")
-    plot.write_text(line_plot_svg(
-        f"EG3D teacher ({args.config}, R={resolution}) on {meta['device']}",
-        panels=[("images/s", {n: [(b, ips) for b, ips, _ in s] for n, s in series.items()}),
-                ("peak memory (MiB)", {n: [(b, m) for b, _, m in s if m is not None] for n, s in series.items()})],
-        x_label="batch size"))
+    plot = results.path.with_suffix(".png")
+    line_plot(plot, f"EG3D teacher ({args.config}, R={resolution}) on {meta['device']}",
+              panels=[("images/s", {n: ([b for b, _, _ in s], [ips for _, ips, _ in s]) for n, s in series.items()}),
+                      ("peak memory (MiB)", {n: ([b for b, _, m in s if m is not None],
+                                                 [m for _, _, m in s if m is not None]) for n, s in series.items()})],
+              x_label="batch size", log_x=2)
     print(f"wrote {results.path} and {plot}", flush=True)
     return results.path
