@@ -119,7 +119,8 @@ class Trainer:
     def _optimize(self, optimizer, module, terms: dict, step: int, name: str) -> None:
         loss = sum(terms.values())
         if not bool(torch.isfinite(loss.detach())):
-            bad = ", ".join(f"{k}={float(v):g}" for k, v in terms.items() if not math.isfinite(float(v)))
+            bad = ", ".join(f"{k}={float(v.detach()):g}" for k, v in terms.items()
+                            if not math.isfinite(float(v.detach())))
             raise TrainingDiverged(f"step {step}: the {name}'s loss is not finite ({bad}); {self._last_checkpoint()}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
