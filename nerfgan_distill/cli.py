@@ -50,9 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="time the kernels on every backend, write JSON results")
     add_arguments(bench)
     bench.set_defaults(handler=_bench)
-    from .teacher_cli import add_commands
+    from . import eval_cli, render_cli, teacher_cli
 
-    add_commands(commands)
+    teacher_cli.add_commands(commands)
+    render_cli.add_commands(commands)
+    eval_cli.add_commands(commands)
     return parser
 
 
