@@ -179,3 +179,29 @@ def test_mp4_and_grid_writers(tmp_path):
     grid = images.image_grid(frames[:3], columns=2, padding=1)
     assert grid.shape == (3, 31, 41) and torch.equal(grid[:, 16:, 21:], torch.full((3, 15, 20), -1.0))
     assert torch.equal(images.to_uint8(frames[0]), (frames[0] * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(1, 2, 0))
+
+
+class _FakeInception(torch.nn.Module):
+    """The interface of StyleGAN2-ADA's TorchScript Inception (uint8 in, features out): not Inception."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = True) -> torch.Tensor:
+        x = x.float() / 255
+        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
+
+
+def test_inception_weights_drive_torchmetrics_fid_and_kid(views, tmp_path):
+    from nerfgan_distill.distill.feature_space import WeightsError, load_inception
+
+    path = tmp_path / "fake_inception.pt"
+    torch.jit.script(_FakeInception()).save(str(path))
+    extractor = load_inception(path)
+    assert extractor.num_features == 6
+    outs, _ = views
+    real = torch.cat([out["image"] for out in outs])
+    metrics = ev.InceptionDistances(extractor, samples=real.shape[0], device="cpu")
+    metrics.update(real + 0.3, real)
+    result = metrics.compute()
+    assert result["fid"] > 0 and result["kid"] == result["kid"]
+    (tmp_path / "junk.pt").write_bytes(b"not torchscript")
+    with pytest.raises(WeightsError, match="TorchScript"):
+        load_inception(tmp_path / "junk.pt")
