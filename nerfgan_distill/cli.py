@@ -50,11 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="time the kernels on every backend, write JSON results")
     add_arguments(bench)
     bench.set_defaults(handler=_bench)
-    from . import distill_cli, teacher_cli, train_cli
+    from . import distill_cli, eval_cli, render_cli, teacher_cli, train_cli
 
     teacher_cli.add_commands(commands)
+    render_cli.add_commands(commands)
     distill_cli.add_commands(commands)
     train_cli.add_commands(commands)
+    eval_cli.add_commands(commands)
     return parser
 
 

@@ -92,9 +92,8 @@ def write_mp4(path: PathLike, frames: Sequence, fps: float) -> None:
         raise RuntimeError(f"write_mp4 needs the imageio-ffmpeg package: {VIDEO_EXTRA}") from None
     pixels = _video_frames(frames, "write_mp4")
     fps = _check_fps(fps, "write_mp4")
-    if pixels.shape[1] % 2 or pixels.shape[2] % 2:  # H.264 in yuv420p halves the chroma planes
-        raise ValueError(f"write_mp4: frames must have an even height and width, got "
-                         f"{pixels.shape[1]}x{pixels.shape[2]}")
+    # H.264 in yuv420p halves the chroma planes: an odd size gets one repeated edge row/column.
+    pixels = np.pad(pixels, ((0, 0), (0, pixels.shape[1] % 2), (0, pixels.shape[2] % 2), (0, 0)), mode="edge")
     _atomic_file(path, ".mp4", lambda tmp: iio.imwrite(tmp, pixels, plugin="FFMPEG", fps=fps, codec="libx264",
                                                        macro_block_size=1, ffmpeg_log_level="error"))
 

@@ -1,4 +1,4 @@
-"""The teacher commands of nerfgan-distill: convert, mesh, render, bench-teacher."""
+"""The teacher commands of nerfgan-distill: convert, mesh, bench-teacher (render: render_cli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +7,11 @@ from pathlib import Path
 from .teacher.eg3d_pickle import Eg3dPickleError, UnsafePickleError
 from .teacher.loader import TeacherFormatError
 from .formats import ModelFileError
+from .distill.feature_space import WeightsError
 
 # Errors that mean a bad file or argument: the CLI prints them without a traceback.
-USER_ERRORS = (OSError, KeyError, Eg3dPickleError, UnsafePickleError, TeacherFormatError, ModelFileError)
+USER_ERRORS = (OSError, KeyError, Eg3dPickleError, UnsafePickleError, TeacherFormatError, ModelFileError,
+               WeightsError)
 
 
 def _seeds(text: str) -> list[int]:
@@ -73,30 +75,6 @@ def _mesh(args: argparse.Namespace) -> int:
     return 0
 
 
-def _render(args: argparse.Namespace) -> int:
-    import torch
-
-    from . import teacher
-    from .images import write_png
-
-    device = _device(args.device)
-    model = teacher.load(args.teacher, device=device)
-    args.out.mkdir(parents=True, exist_ok=True)
-    defaults = model.camera_defaults()
-    with torch.no_grad():
-        c_cond = teacher.cameras.frontal_camera(defaults, device=device)
-        for seed in args.seeds:
-            ws = model.mapping(_latent(model, seed, device), c_cond, truncation_psi=args.truncation,
-                               truncation_cutoff=14)
-            for view, yaw in enumerate(args.yaw):
-                c = teacher.cameras.frontal_camera(defaults, yaw=yaw, device=device)
-                out = model.synthesis(ws, c, noise_mode="const", deterministic=args.deterministic)
-                path = args.out / f"seed{seed:04d}_view{view}.png"
-                write_png(path, out["image"][0])
-                print(f"wrote {path}", flush=True)
-    return 0
-
-
 def _bench_teacher(args: argparse.Namespace) -> int:
     from .bench import teacher as bench_teacher
 
@@ -121,16 +99,6 @@ def add_commands(commands) -> None:
     mesh.add_argument("--device", choices=["cpu", "cuda"])
     mesh.add_argument("--out", type=Path, default=Path("shape.ply"))
     mesh.set_defaults(handler=_mesh)
-
-    render = commands.add_parser("render", help="render teacher images (PNG) for seeds and yaw angles")
-    render.add_argument("teacher", help="EG3D pickle or our .safetensors")
-    render.add_argument("--seeds", type=_seeds, default=[0], help="e.g. 0-3,7")
-    render.add_argument("--yaw", type=float, nargs="+", default=[0.0], help="yaw offsets in radians")
-    render.add_argument("--truncation", type=float, default=0.7)
-    render.add_argument("--deterministic", action="store_true", help="no random depth samples")
-    render.add_argument("--device", choices=["cpu", "cuda"])
-    render.add_argument("--out", type=Path, default=Path("renders"))
-    render.set_defaults(handler=_render)
 
     from .bench.teacher import add_arguments
 

@@ -132,9 +132,12 @@ def test_video_writers_reject_bad_input(tmp_path, write, frames, fps, match):
     assert os.listdir(tmp_path) == []
 
 
-def test_mp4_needs_even_sizes(tmp_path):
-    with pytest.raises(ValueError, match="even height and width, got 5x6"):
-        write_mp4(tmp_path / "v.mp4", [torch.zeros(3, 5, 6)], 10)
+def test_mp4_pads_odd_sizes_to_even(tmp_path):
+    import imageio.v2
+
+    write_mp4(tmp_path / "v.mp4", [torch.zeros(3, 5, 7)] * 2, 10)
+    with imageio.v2.get_reader(tmp_path / "v.mp4") as reader:
+        assert reader.get_meta_data()["size"] == (8, 6)
 
 
 def test_mp4_without_imageio_ffmpeg(tmp_path, monkeypatch):

@@ -45,7 +45,7 @@ def test_render_writes_one_png_per_seed_and_view(teacher_file, tmp_path):
     assert result.returncode == 0, result.stderr
     files = sorted(p.name for p in tmp_path.glob("*.png"))
     assert files == ["seed0000_view0.png", "seed0000_view1.png", "seed0001_view0.png", "seed0001_view1.png"]
-    images = [read_png(tmp_path / name) for name in files]
+    images = [torch.from_numpy(iio.imread(tmp_path / name)) for name in files]
     assert images[0].shape == (128, 128, 3)
     assert not torch.equal(images[0], images[1]) and not torch.equal(images[0], images[2])
 
