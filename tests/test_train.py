@@ -63,6 +63,7 @@ def test_both_stages_run_and_write_the_run_files(uninterrupted):
         assert {"adv_g", "adv_d_real", "adv_d_fake"} <= set(r)
     assert "r1" in records[4] and "r1" not in records[3]  # lazy: steps 4 (index) and every 2nd
     assert all(all(v == v for v in r.values() if isinstance(v, float)) for r in records)
+    assert (uninterrupted / "losses.png").read_bytes().startswith(b"\x89PNG")
     S = student.load(uninterrupted / "student.safetensors")
     assert S.preset == "tiny"
     assert ckpt.load_checkpoint(uninterrupted / "checkpoint.safetensors").step == 6
@@ -175,7 +176,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint(teacher_file, tmp_path, monke
     err = capsys.readouterr().err
     assert "No space left on device" in err and "step 2) is intact" in err
     assert ckpt.load_checkpoint(out / "checkpoint.safetensors").step == 2
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.safetensors", "metrics.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.safetensors", "metrics.jsonl"]  # no temp files
 
 
 def test_nan_stops_the_run_with_a_message(teacher_file, tmp_path, monkeypatch, capsys):

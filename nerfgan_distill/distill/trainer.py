@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 from .. import student as student_pkg
-from ..networks.discriminator import DualDiscriminator
+from ..networks.discriminator import DualDiscriminator, filtered_resizing
 from . import checkpoint as ckpt
 from . import losses
 from .config import RUN_IDENTITY, TrainConfig, discriminator_kwargs
@@ -43,6 +42,7 @@ __all__ = ["Trainer", "TrainingDiverged", "RunExistsError", "CHECKPOINT_NAME", "
 CHECKPOINT_NAME = "checkpoint.safetensors"
 METRICS_NAME = "metrics.jsonl"
 STUDENT_NAME = "student.safetensors"
+LOSSES_PLOT = "losses.png"
 
 
 class TrainingDiverged(RuntimeError):
@@ -143,8 +143,7 @@ class Trainer:
         if not bool(mask.any()):
             return real, c
         images = self.reals.batch(numbers)
-        raw = F.interpolate(images["image"], size=target["image_raw"].shape[-2:], mode="bilinear",
-                            align_corners=False, antialias=True)
+        raw = filtered_resizing(images["image"], target["image_raw"].shape[-1])  # EG3D's real raw image
         m = mask.view(-1, 1, 1, 1)
         real = {"image": torch.where(m, images["image"], real["image"]), "image_raw": torch.where(m, raw, real["image_raw"])}
         return real, torch.where(mask.view(-1, 1), images["c"].to(c.dtype), c)
@@ -234,6 +233,7 @@ class Trainer:
                     raise KeyboardInterrupt
             if self.world.is_main:
                 student_pkg.save(self.student_ema, self.out / STUDENT_NAME)
+                plot_losses(self.out / METRICS_NAME, self.out / LOSSES_PLOT)
         finally:
             self._restore_signal_handlers(previous)
 
@@ -294,6 +294,21 @@ class Trainer:
 
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
+
+
+def plot_losses(metrics_path, plot_path) -> None:
+    """The loss curves of a run as a PNG: the student's terms and the discriminator's, log scale."""
+    from ..plots import line_plot, read_jsonl
+
+    records = read_jsonl(metrics_path)
+    panels = []
+    for title, prefixes in (("student", ("rec_", "adv_g")), ("discriminator", ("adv_d", "r1"))):
+        keys = sorted({k for r in records for k in r if k.startswith(prefixes)})
+        series = {k: ([r["step"] for r in records if k in r], [r[k] for r in records if k in r]) for k in keys}
+        if series:
+            panels.append((title, series))
+    if panels:
+        line_plot(plot_path, "distillation losses", panels, "step", log_y=True, y_from_zero=False)
 
 
 def threading_is_main() -> bool:
