@@ -8,6 +8,7 @@ a student) gets a clear error naming what the file is.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -20,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as _load_tensors
 from safetensors.torch import save as _save_tensors
 
-__all__ = ["ModelFileError", "ModelFile", "write_model_file", "read_model_file", "atomic_write", "KINDS",
+__all__ = ["ModelFileError", "ModelFile", "write_model_file", "read_model_file", "atomic_write", "atomic_file", "KINDS",
            "DTYPES", "describe_format", "safetensors_bytes", "peek_format", "peek_metadata"]
 
 Source = Union[str, os.PathLike, BinaryIO]
@@ -59,19 +60,18 @@ def describe_format(fmt) -> str:
     return f"a nerfgan_distill {KINDS[fmt]} file" if fmt in KINDS else f"a file of format {fmt!r}"
 
 
-def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], None]) -> None:
-    """Write a file through `write(f)` into a temporary file beside `path`, fsync it, then
-    rename it over `path`: readers (and a crash, or a full disk) see the old file or the
-    whole new one, never a partial one."""
+@contextlib.contextmanager
+def atomic_file(path: Union[str, os.PathLike], suffix: str = ".tmp"):
+    """Yield a temporary file name beside `path` (ending in `suffix`, for writers that pick a
+    container by name); when the block succeeds the file is renamed over `path`, when it fails
+    it is removed: readers (and a crash, or a full disk) see the old file or the whole new one."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix, dir=directory)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes owner-only files; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        os.close(fd)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -79,6 +79,15 @@ def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], None
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write(path: Union[str, os.PathLike], write: Callable[[BinaryIO], None]) -> None:
+    """Write a file through `write(f)`, fsynced, atomically (see atomic_file)."""
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _umask() -> int:

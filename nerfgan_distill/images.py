@@ -6,14 +6,13 @@ Images are EG3D's [3, H, W] tensors in [-1, 1]; frames of a GIF or MP4 may also 
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Sequence, Union
 
 import imageio.v3 as iio
 import numpy as np
 import torch
 
-from .formats import atomic_write
+from .formats import atomic_file, atomic_write
 
 __all__ = ["to_uint8", "write_png", "image_grid", "write_gif", "write_mp4"]
 
@@ -94,27 +93,9 @@ def write_mp4(path: PathLike, frames: Sequence, fps: float) -> None:
     fps = _check_fps(fps, "write_mp4")
     # H.264 in yuv420p halves the chroma planes: an odd size gets one repeated edge row/column.
     pixels = np.pad(pixels, ((0, 0), (0, pixels.shape[1] % 2), (0, pixels.shape[2] % 2), (0, 0)), mode="edge")
-    _atomic_file(path, ".mp4", lambda tmp: iio.imwrite(tmp, pixels, plugin="FFMPEG", fps=fps, codec="libx264",
-                                                       macro_block_size=1, ffmpeg_log_level="error"))
-
-
-def _atomic_file(path: PathLike, suffix: str, write) -> None:
-    """Like formats.atomic_write, for writers that need a file name (ffmpeg): `write(tmp)` makes
-    a temporary file beside `path` (keeping `suffix`, which picks the container), then it is
-    renamed over `path`."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix,
-                               dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_file(path, ".mp4") as tmp:  # ffmpeg writes to a name, and picks the container by it
+        iio.imwrite(tmp, pixels, plugin="FFMPEG", fps=fps, codec="libx264", macro_block_size=1,
+                    ffmpeg_log_level="error")
 
 
 def _check_fps(fps, who: str) -> float:

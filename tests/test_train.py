@@ -204,3 +204,37 @@ def test_bad_options_get_one_line(teacher_file, tmp_path, capsys, args, message)
     argv = ["train", "--teacher", str(teacher_file), "--out", str(tmp_path / "o"), *COMMON, *args]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+class _FakeLPIPS(torch.nn.Module):
+    """StyleGAN2-ADA's vgg16.pt interface (images in [0, 255] -> unit features); not VGG."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor, resize_images: bool = True, return_lpips: bool = False) -> torch.Tensor:
+        f = self.proj(x / 255).flatten(1)
+        return f / f.square().sum(dim=1, keepdim=True).sqrt()
+
+
+def test_perceptual_weights_add_an_lpips_term(teacher_file, tmp_path, capsys):
+    weights = tmp_path / "vgg16.pt"
+    torch.jit.script(_FakeLPIPS()).save(str(weights))
+    out = tmp_path / "lpips"
+    assert _train(teacher_file, out, "--steps", "2", "--perceptual-weights", str(weights)) == 0
+    assert all(r["rec_hr_perceptual"] > 0 for r in _metrics(out))
+    not_script = tmp_path / "plain.pt"
+    torch.save({"w": torch.zeros(1)}, not_script)
+    assert _train(teacher_file, tmp_path / "bad", "--steps", "2", "--perceptual-weights", str(not_script)) == 2
+    assert "--perceptual-weights" in capsys.readouterr().err
+
+
+def test_a_dataset_without_camera_labels_gets_one_line(teacher_file, tmp_path, capsys):
+    dataset = tmp_path / "faces"
+    dataset.mkdir()
+    (dataset / "dataset.json").write_text(json.dumps({"labels": None}))
+    assert _train(teacher_file, tmp_path / "o", "--steps", "2", "--dataset", str(dataset)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nerfgan-distill train: ") and "camera labels" in err
+    assert not (tmp_path / "o").exists()

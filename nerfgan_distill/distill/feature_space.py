@@ -114,17 +114,27 @@ class _TorchScriptInception(nn.Module):
         return self.net(images, return_features=True).float()
 
 
-def load_inception(path, device="cpu") -> nn.Module:
-    """The Inception feature extractor in the TorchScript file `path` (see the module docstring)."""
+def load_torchscript(path, option: str, hint: str, device="cpu"):
+    """A frozen TorchScript module from the file given with `option`; WeightsError naming the
+    option (and `hint`: what to give instead) when it is missing or not TorchScript. TorchScript
+    files hold code: load only files you trust."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--inception-weights: {path} does not exist")
+        raise FileNotFoundError(f"{option}: {path} does not exist")
     try:
         net = torch.jit.load(path, map_location=device).eval()
     except (RuntimeError, ValueError) as e:
-        raise WeightsError(f"--inception-weights: {path} is not a TorchScript file ({str(e).splitlines()[0]}); give "
-                           f"StyleGAN2-ADA/EG3D's inception-2015-12-05.pt (torch-fidelity's .pth state dicts "
-                           f"need torch-fidelity, which is not a dependency)") from None
+        raise WeightsError(f"{option}: {path} is not a TorchScript file ({str(e).splitlines()[0]}); {hint}") from None
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def load_inception(path, device="cpu") -> nn.Module:
+    """The Inception feature extractor in the TorchScript file `path` (see the module docstring)."""
+    path = os.fspath(path)
+    net = load_torchscript(path, "--inception-weights", "give StyleGAN2-ADA/EG3D's inception-2015-12-05.pt "
+                           "(torch-fidelity's .pth state dicts need torch-fidelity, which is not a dependency)", device)
     module = _TorchScriptInception(net)
     try:
         probe = module(torch.zeros(1, 3, 64, 64, dtype=torch.uint8, device=device))

@@ -7,10 +7,9 @@ use. TorchScript files hold code: load only files you trust. Without the file, L
 """
 from __future__ import annotations
 
-import os
-
-import torch
 import torch.nn.functional as F
+
+from .feature_space import load_torchscript
 
 __all__ = ["load_perceptual", "LPIPS_RESOLUTION"]
 
@@ -19,16 +18,7 @@ LPIPS_RESOLUTION = 256  # StyleGAN2-ADA's projector compares at most 256 x 256 i
 
 def load_perceptual(path, device):
     """-> distance(x, y): per-sample LPIPS distances of images in [-1, 1] ([N, 3, H, W])."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--perceptual-weights {path}: no such file")
-    try:
-        net = torch.jit.load(path, map_location=device).eval()
-    except (RuntimeError, ValueError) as e:
-        raise ValueError(f"--perceptual-weights {path}: not a TorchScript module ({str(e).splitlines()[0]}); "
-                         f"expected StyleGAN2-ADA's vgg16.pt") from e
-    for p in net.parameters():
-        p.requires_grad_(False)
+    net = load_torchscript(path, "--perceptual-weights", "expected StyleGAN2-ADA's vgg16.pt", device)
 
     def features(x):
         x = (x.float() + 1) * 127.5
