@@ -38,6 +38,13 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_student(args: argparse.Namespace) -> int:
+    from nerfgan_distill.bench import student as bench_student
+
+    bench_student.run(args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from nerfgan_distill.bench import add_arguments
 
@@ -57,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     distill_cli.add_commands(commands)
     train_cli.add_commands(commands)
     eval_cli.add_commands(commands)
+    from nerfgan_distill.bench.student import add_arguments as add_student_arguments
+
+    bench_student = commands.add_parser("bench-student", help="student vs teacher images/s and peak memory vs batch "
+                                                              "size (JSON + PNG plot); --training: a training step")
+    add_student_arguments(bench_student)
+    bench_student.set_defaults(handler=_bench_student)
     return parser
 
 

@@ -105,7 +105,8 @@ def test_sr_init_from_the_teacher_copies_its_weights():
 
 def test_save_load_round_trip(tiny_teacher, tmp_path):
     G = tiny_teacher
-    S = student.build("tiny", teacher=G, seed=2)
+    # eval, as load returns it: the layers are inference_only (the training-mode forward rounds differently).
+    S = student.build("tiny", teacher=G, seed=2).eval()
     path = tmp_path / "s.safetensors"
     student.save(S, path)
     loaded = student.load(path)

@@ -18,7 +18,7 @@ import torch
 from .. import cameras
 from ..plots import line_plot
 from ..teacher import TriPlaneGenerator, official_config, random_state, set_ops_backend
-from .harness import ResultFile, environment, measure
+from .harness import ResultFile, environment, measure, peak_mib, peak_reset
 
 PATHS = {"fast": "auto", "reference": "torch"}
 
@@ -33,30 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per point (default 10, CPU 3)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-
-
-def _peak_reset(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    else:
-        try:  # Linux: writing 5 resets the process's peak resident set (VmHWM)
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass
-
-
-def _peak_mib(device: torch.device) -> float | None:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**10
-    except OSError:
-        pass
-    return None
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -85,14 +61,14 @@ def run(args: argparse.Namespace) -> Path:
                 set_ops_backend(model, backend)
                 step = lambda: model(z, c, noise_mode="const")  # noqa: E731
                 try:
-                    _peak_reset(device)
+                    peak_reset(device)
                     timing = measure(step, device, repeats, args.warmup)
                 except torch.cuda.OutOfMemoryError:
                     print(f"batch {batch} {name}: out of memory", file=sys.stderr, flush=True)
                     rows[name] = {"path": name, "backend": backend, "batch": batch, "error": "out of memory"}
                     continue
                 images_per_s = batch / (timing.median_ms * 1e-3)
-                peak = _peak_mib(device)
+                peak = peak_mib(device)
                 series[name].append((batch, images_per_s, peak))
                 rows[name] = {"path": name, "backend": backend, "batch": batch,
                               "median_ms": round(timing.median_ms, 3), "p20_ms": round(timing.p20_ms, 3),

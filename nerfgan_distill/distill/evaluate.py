@@ -246,19 +246,19 @@ def _rss_mib() -> float | None:
 
 def _memory_reset(device: torch.device) -> float | None:
     """Reset the peak counters; -> the CPU baseline RSS (MiB) the peak is measured against."""
-    from ..bench.teacher import _peak_reset
+    from ..bench.harness import peak_reset
 
-    _peak_reset(device)
+    peak_reset(device)
     return None if device.type == "cuda" else _rss_mib()
 
 
 def _memory_peak(device: torch.device, baseline: float | None) -> dict:
-    from ..bench.teacher import _peak_mib
+    from ..bench.harness import peak_mib
 
     if device.type == "cuda":
         return {"peak_allocated_mib": round(torch.cuda.max_memory_allocated(device) / 2**20, 1),
                 "peak_reserved_mib": round(torch.cuda.max_memory_reserved(device) / 2**20, 1)}
-    peak = _peak_mib(device)
+    peak = peak_mib(device)
     return {"peak_rss_mib": None if peak is None else round(peak, 1),
             "peak_rss_delta_mib": None if peak is None or baseline is None else round(max(peak - baseline, 0.0), 1)}
 

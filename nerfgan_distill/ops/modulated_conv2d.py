@@ -8,7 +8,10 @@ activation and clamp run in its epilogue). The CUDA kernel has a CPU twin
 (csrc/cpu/modconv_cpu.cpp) that runs its tile functions; backend 'cpu' uses it where it is
 faster than the composite (see _CPU_TWIN_MAX_PIXELS). Every other case is a composite: the
 modulation math of modulated_conv2d_ref, the convolution through conv2d_resample (whose FIR
-steps run on the chosen backend), then bias_act on the backend for the epilogue arguments.
+steps run on the chosen backend), then bias_act on the backend for the epilogue arguments;
+with fused_modconv=False (training) on a kernel backend the demodulation coefficients come from
+s^2 @ (sum_taps W^2)^T with a hand-written backward (_Demodulation), not from per-sample weights;
+1x1 convolutions (toRGB) are a batched matmul with per-sample weights (_pointwise).
 The fused and composite results are tested against each other.
 """
 from __future__ import annotations
@@ -165,13 +168,89 @@ def _composite(x, weight, styles, noise, bias, up, down, padding, resample_filte
     # The public conv2d_resample validates up, down, the filter and flip_weight, and runs
     # the reference for backend 'torch'.
     resample = functools.partial(_resample, backend=backend)
-    y = modulated_conv2d_ref(x, weight, styles, noise, up, down, padding, resample_filter, demodulate,
-                             flip_weight, fused_modconv, resample=resample)
+    if backend != "torch" and _is_pointwise(x, weight, up, down, padding):
+        y = _pointwise(x, weight, styles, noise, demodulate)
+    elif fused_modconv or backend == "torch" or x.shape[0] == 0:
+        y = modulated_conv2d_ref(x, weight, styles, noise, up, down, padding, resample_filter, demodulate,
+                                 flip_weight, fused_modconv, resample=resample)
+    else:
+        y = _scale_conv_scale(x, weight, styles, noise, up, down, padding, resample_filter, demodulate, flip_weight,
+                              resample)
     if epilogue is None:
         return y
     act, alpha, gain, clamp = epilogue
     return bias_act(y, None if bias is None else bias.to(y.dtype), dim=1, act=act, alpha=alpha, gain=gain,
                     clamp=clamp, backend=backend)
+
+
+def _is_pointwise(x, weight, up, down, padding) -> bool:
+    return (weight.shape[2] == weight.shape[3] == 1 and up == down == 1 and not any(padding)
+            and x.numel() > 0)
+
+
+def _pointwise(x, weight, styles, noise, demodulate):
+    """A 1x1 modulated conv (toRGB) as one batched matmul with the per-sample weights
+    [N, O, I], small here: oneDNN's 1x1 convolution with few output channels was 4-5x slower
+    forward and backward (128 -> 3 channels at 512x512 on 2 cores), and neither x * s nor its
+    backward runs over the large input."""
+    n, in_channels = styles.shape
+    out_channels = weight.shape[0]
+    w = weight.reshape(1, out_channels, in_channels)
+    if x.dtype == torch.float16 and demodulate:  # the reference's fp16 pre-normalisation
+        w = w * (1 / in_channels ** 0.5 / w.abs().amax(dim=2, keepdim=True))
+        styles = styles / styles.abs().amax(dim=1, keepdim=True)
+    w = w * styles.unsqueeze(1)  # [N, O, I]
+    if demodulate:
+        w = w * (w.square().sum(dim=2, keepdim=True) + 1e-8).rsqrt()
+    y = torch.bmm(w.to(x.dtype), x.reshape(n, in_channels, -1)).reshape(n, out_channels, *x.shape[2:])
+    return y if noise is None else y + noise.to(y.dtype)
+
+
+def _scale_conv_scale(x, weight, styles, noise, up, down, padding, resample_filter, demodulate, flip_weight,
+                      resample):
+    """The reference's non-fused form (scale x by s, convolve with the shared weight, scale by
+    d), with d computed as rsqrt(s^2 @ Q^T + 1e-8), Q = sum_taps W^2 ([N, I] @ [I, O]) instead of
+    from the per-sample weights [N, O, I, kh, kw] the reference builds: the same sum in another
+    order, without that tensor and its backward (most of the layer's time at 4x4 to 32x32 in
+    training, where the convolution itself is small)."""
+    n, in_channels = styles.shape
+    out_channels, _, kh, kw = weight.shape
+    if x.dtype == torch.float16 and demodulate:  # the reference's fp16 pre-normalisation
+        weight = weight * (1 / (in_channels * kh * kw) ** 0.5 / weight.abs().amax(dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.abs().amax(dim=1, keepdim=True)
+    y = x * styles.to(x.dtype).reshape(n, in_channels, 1, 1)
+    y = resample(y, weight.to(x.dtype), resample_filter, up, down, padding, 1, flip_weight, False)
+    if demodulate:
+        dcoefs = _Demodulation.apply(weight, styles)  # [N, O]
+        y = y * dcoefs.to(y.dtype).reshape(n, out_channels, 1, 1)
+    return y if noise is None else y + noise.to(y.dtype)
+
+
+def _demodulation(weight, styles):
+    q = weight.square().flatten(2).sum(-1)  # [O, I]; taps flattened: one trailing dim reduces faster
+    return q, (styles.square() @ q.t() + 1e-8).rsqrt()
+
+
+class _Demodulation(torch.autograd.Function):
+    """d = rsqrt(s^2 @ Q^T + 1e-8), Q = sum_taps W^2, with a hand-written backward: the weight's
+    gradient 2 W (t^T s^2), t = -d^3/2 dL/dd, in one pass over W, where autograd's chain takes
+    several (square, sum and their backward) over tensors of the weight's size."""
+
+    @staticmethod
+    def forward(ctx, weight, styles):
+        q, d = _demodulation(weight, styles)
+        ctx.save_for_backward(weight, styles, q, d)
+        return d
+
+    @staticmethod
+    def backward(ctx, dd):
+        weight, styles, q, d = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: recompute, so that q and d stay connected to the inputs
+            q, d = _demodulation(weight, styles)
+        t = dd * d.pow(3) * -0.5  # [N, O]
+        dw = weight * (2 * (t.t() @ styles.square())).unsqueeze(-1).unsqueeze(-1) if ctx.needs_input_grad[0] else None
+        ds = 2 * styles * (t @ q) if ctx.needs_input_grad[1] else None
+        return dw, ds
 
 
 def _resample(x, w, f, up, down, padding, groups, flip_weight, flip_filter, backend):

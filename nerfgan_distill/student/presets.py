@@ -37,15 +37,19 @@ def student_config(preset: str, teacher) -> dict:
     p = PRESETS[preset]
     raw = int(teacher.neural_rendering_resolution)
     rk = teacher.rendering_kwargs
+    # inference_only: grouped per-sample weights (fused_modconv) in inference, scale-conv-scale in
+    # training, as EG3D's blocks: the grouped form's per-sample weights and their backward cost
+    # more than the convolution itself in training (on oneDNN and in StyleGAN2 on GPUs alike).
     synthesis = dict(channel_base=p["channels_top"] * raw, channel_max=p["channel_max"],
-                     num_fp16_res=p["num_fp16_res"], conv_clamp=p["conv_clamp"])
+                     num_fp16_res=p["num_fp16_res"], conv_clamp=p["conv_clamp"],
+                     fused_modconv_default="inference_only")
     if p["sr"] == "teacher":
         sr_module, sr_kwargs = rk["superresolution_module"], copy.deepcopy(teacher.init_kwargs.get("sr_kwargs", {}))
         sr_fp16 = teacher.init_kwargs.get("sr_num_fp16_res", 0)
     else:
         sr_module, sr_fp16 = STACK_MODULE, 4 if p["num_fp16_res"] else 0
         sr_kwargs = dict(block_channels=_stack_channels(p["sr_channels"], raw, teacher.img_resolution),
-                         input_resolution=raw, w_dim=teacher.w_dim)
+                         input_resolution=raw, w_dim=teacher.w_dim, fused_modconv_default="inference_only")
     return dict(w_dim=teacher.w_dim, teacher_num_ws=int(teacher.backbone.num_ws), raw_resolution=raw,
                 feature_channels=int(getattr(teacher, "plane_channels", 32)), img_resolution=teacher.img_resolution,
                 superresolution_module=sr_module, mapping_kwargs={"num_layers": p["mapping_layers"]},
