@@ -22,7 +22,7 @@ from safetensors.torch import load as _load_tensors
 from safetensors.torch import save as _save_tensors
 
 __all__ = ["ModelFileError", "ModelFile", "write_model_file", "read_model_file", "atomic_write", "atomic_file", "KINDS",
-           "DTYPES", "describe_format", "safetensors_bytes", "peek_format", "peek_metadata"]
+           "DTYPES", "describe_format", "load_state", "safetensors_bytes", "peek_format", "peek_metadata"]
 
 Source = Union[str, os.PathLike, BinaryIO]
 
@@ -184,6 +184,26 @@ def read_model_file(source: Source, expect: str | None = None, versions: tuple =
         raise ModelFileError(f"{where}: damaged .safetensors data ({type(e).__name__}: {e})") from e
     _check_bool_values(tensors, where)
     return ModelFile(fmt, version, config, tensors, metadata)
+
+
+def load_state(model: torch.nn.Module, tensors: dict, where: str, error: type = ModelFileError,
+               optional=frozenset()) -> None:
+    """Load a file's `tensors` into `model`, refusing missing (except `optional`), unknown,
+    misshapen or non-float entries with `error`; values are cast to the model's dtypes."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors) - set(optional))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise error(f"{where}: tensors do not match the architecture; missing: "
+                    f"{', '.join(missing[:8]) or 'none'}{' ...' if len(missing) > 8 else ''}; "
+                    f"not understood: {', '.join(unexpected[:8]) or 'none'}"
+                    f"{' ...' if len(unexpected) > 8 else ''}")
+    for name, tensor in tensors.items():
+        if tensor.shape != expected[name].shape:
+            raise error(f"{where}: {name} has shape {list(tensor.shape)}, expected {list(expected[name].shape)}")
+        if not tensor.is_floating_point():
+            raise error(f"{where}: {name} is {tensor.dtype}, expected a float tensor")
+    model.load_state_dict({**expected, **{k: t.to(expected[k].dtype) for k, t in tensors.items()}})
 
 
 def peek_format(source: Source) -> str | None:

@@ -182,3 +182,20 @@ def test_package_level_load_and_save_take_either_model(tiny_teacher, tmp_path):
     assert isinstance(nerfgan_distill.load(tmp_path / "t.safetensors"), teacher.TriPlaneGenerator)
     with pytest.raises(TypeError, match="TriPlaneGenerator or a StudentGenerator"):
         nerfgan_distill.save(torch.nn.Linear(1, 1), tmp_path / "x.safetensors")
+
+
+def test_a_student_file_with_other_tensors_is_refused(tiny_teacher, tmp_path):
+    from nerfgan_distill.formats import write_model_file
+
+    S = student.build("tiny", teacher=tiny_teacher)
+    state = dict(S.state_dict())
+    name = next(iter(state))
+    state[name] = torch.zeros(3)
+    path = tmp_path / "bad.safetensors"
+    write_model_file(path, "nerfgan_distill.student", "1", {"init_kwargs": S.init_kwargs}, state)
+    with pytest.raises(student.StudentFormatError, match=f"{name} has shape \\[3\\]"):
+        student.load(path)
+    del state[name]
+    write_model_file(path, "nerfgan_distill.student", "1", {"init_kwargs": S.init_kwargs}, state)
+    with pytest.raises(student.StudentFormatError, match=f"missing: {name}"):
+        student.load(path)

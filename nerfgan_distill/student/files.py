@@ -6,7 +6,7 @@ from typing import BinaryIO, Union
 
 import torch
 
-from ..formats import ModelFileError, read_model_file, source_name, write_model_file
+from ..formats import ModelFileError, load_state, read_model_file, source_name, write_model_file
 from .generator import StudentGenerator
 
 __all__ = ["save", "load", "StudentFormatError", "FORMAT", "FORMAT_VERSION", "from_config"]
@@ -37,7 +37,7 @@ def load(source: Union[str, os.PathLike, BinaryIO], device: Union[str, torch.dev
     except ModelFileError as e:
         raise StudentFormatError(str(e)) from e
     model = from_config(file.config, where)
-    load_state(model, file.tensors, where)
+    load_state(model, file.tensors, where, StudentFormatError)
     return model.to(device).eval().requires_grad_(False)
 
 
@@ -47,18 +47,3 @@ def from_config(config: dict, where: str) -> StudentGenerator:
     except (KeyError, *BUILD_ERRORS) as e:
         raise StudentFormatError(f"{where}: cannot rebuild the student from its config ({type(e).__name__}: {e})") \
             from e
-
-
-def load_state(model: torch.nn.Module, tensors: dict, where: str) -> None:
-    """Load `tensors` into `model`, refusing missing, extra, misshapen or non-float entries."""
-    expected = model.state_dict()
-    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise StudentFormatError(f"{where}: tensors do not match the architecture; missing: "
-                                 f"{', '.join(missing[:8]) or 'none'}; not understood: "
-                                 f"{', '.join(unexpected[:8]) or 'none'}")
-    for name, tensor in tensors.items():
-        if tensor.shape != expected[name].shape or tensor.dtype.is_floating_point != expected[name].is_floating_point():
-            raise StudentFormatError(f"{where}: {name} is {tensor.dtype}{list(tensor.shape)}, expected "
-                                     f"{expected[name].dtype}{list(expected[name].shape)}")
-    model.load_state_dict({k: t.to(expected[k].dtype) for k, t in tensors.items()})

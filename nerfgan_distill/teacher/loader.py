@@ -10,7 +10,7 @@ import torch
 
 from . import eg3d_pickle
 from .generator import TriPlaneGenerator
-from ..formats import ModelFileError, read_model_file, write_model_file
+from ..formats import ModelFileError, load_state, read_model_file, write_model_file
 
 __all__ = ["load", "save", "convert", "from_snapshot_record", "TeacherFormatError"]
 
@@ -187,21 +187,7 @@ def _check_plane_axes(record, where: str) -> None:
 
 
 def _load_tensors(model: torch.nn.Module, tensors: dict, where: str) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors) - OPTIONAL_TENSORS)
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise TeacherFormatError(f"{where}: tensors do not match the architecture; missing: "
-                                 f"{', '.join(missing[:8]) or 'none'}{' ...' if len(missing) > 8 else ''}; "
-                                 f"not understood: {', '.join(unexpected[:8]) or 'none'}"
-                                 f"{' ...' if len(unexpected) > 8 else ''}")
-    for name, tensor in tensors.items():
-        if tensor.shape != expected[name].shape:
-            raise TeacherFormatError(f"{where}: {name} has shape {list(tensor.shape)}, expected "
-                                     f"{list(expected[name].shape)}")
-        if not tensor.is_floating_point():
-            raise TeacherFormatError(f"{where}: {name} is {tensor.dtype}, expected a float tensor")
-    model.load_state_dict({**expected, **{k: t.to(expected[k].dtype) for k, t in tensors.items()}})
+    load_state(model, tensors, where, TeacherFormatError, optional=OPTIONAL_TENSORS)
 
 
 # --- our format --------------------------------------------------------------------------------
