@@ -29,6 +29,7 @@ from typing import Optional
 import torch
 
 from .. import student as student_pkg
+from ..formats import peek_metadata
 from ..networks.discriminator import DualDiscriminator, filtered_resizing
 from . import checkpoint as ckpt
 from . import losses
@@ -247,9 +248,9 @@ class Trainer:
     def _last_checkpoint(self) -> str:
         path = self.out / CHECKPOINT_NAME
         if path.exists():
-            try:
-                return f"the last checkpoint ({path}, step {ckpt.load_checkpoint(path).step}) is intact"
-            except ValueError:
+            try:  # the header alone: a checkpoint can be hundreds of MB
+                return f"the last checkpoint ({path}, step {int(peek_metadata(path)['step'])}) is intact"
+            except (ValueError, KeyError):
                 pass
         return "no checkpoint was written yet"
 
