@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __name__ == "__main__":  # run as a script from a checkout; imported (tests), leave sys.path alone
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nerfgan_distill.networks.discriminator import DualDiscriminator  # noqa: E402
 from nerfgan_distill.networks.stylegan2 import set_ops_backend  # noqa: E402

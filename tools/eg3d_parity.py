@@ -30,7 +30,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __name__ == "__main__":  # run as a script from a checkout; imported (tests), leave sys.path alone
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nerfgan_distill import teacher  # noqa: E402
 from nerfgan_distill.teacher.configs import OFFICIAL_CONFIGS, official_config  # noqa: E402
