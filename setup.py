@@ -133,6 +133,8 @@ setup(
     # but install inside our package: a top-level "triton_kernels" would clash with
     # the PyPI package of that name.
     package_dir={"nerfgan_distill.triton_kernels": "triton_kernels"},
+    # The bundled teacher's weights and training record (tools/train_bundled_teacher.py).
+    package_data={"nerfgan_distill.teacher": ["bundled.safetensors", "bundled.json"]},
     ext_modules=[CMakeExtension("nerfgan_distill._C")],
     cmdclass={"build_ext": CMakeBuild},
     zip_safe=False,

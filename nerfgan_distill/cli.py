@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="time the kernels on every backend, write JSON results")
     add_arguments(bench)
     bench.set_defaults(handler=_bench)
-    from . import distill_cli, eval_cli, render_cli, teacher_cli, train_cli
+    from . import demo_cli, distill_cli, eval_cli, render_cli, teacher_cli, train_cli
 
+    demo_cli.add_commands(commands)
     teacher_cli.add_commands(commands)
     render_cli.add_commands(commands)
     distill_cli.add_commands(commands)

@@ -43,7 +43,7 @@ def _generate(args: argparse.Namespace) -> int:
     # Cheap checks first: a dataset without labels fails before the teacher is loaded.
     poses = DatasetPoses(args.dataset) if args.dataset is not None else None
     device = _device(args.device)
-    model = teacher.load(args.teacher, device=device)
+    model = teacher.load_named(args.teacher, device=device)
     if poses is None:
         poses, source = OrbitPoses.for_teacher(model), "orbit (the teacher's default distribution)"
     else:
@@ -60,7 +60,7 @@ def _generate(args: argparse.Namespace) -> int:
 def add_commands(commands) -> None:
     gen = commands.add_parser("generate", help="render a cache of teacher samples (shards + manifest) for training; "
                                                "rerun the same command to resume, run under torchrun to split it")
-    gen.add_argument("--teacher", required=True, help="EG3D pickle or our teacher .safetensors")
+    gen.add_argument("--teacher", required=True, help="EG3D pickle or our teacher .safetensors, or 'bundled'")
     gen.add_argument("--out", required=True, type=Path, help="cache folder (new, empty, or this cache's own)")
     gen.add_argument("--count", required=True, type=int, help="number of samples")
     gen.add_argument("--shard-size", type=int, default=256, help="samples per shard file (default 256)")

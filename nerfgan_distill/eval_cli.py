@@ -39,11 +39,12 @@ def _eval(args: argparse.Namespace) -> int:
     from .distill import evaluate, feature_space
     from .formats import atomic_write
     from .model_pair import load_pair
+    from .teacher.bundled_model import BUNDLED_NAME
     from .teacher_cli import _device
 
     device = _device(args.device)
     for option, path in (("--teacher", args.teacher), ("--student", args.student)):
-        if not Path(path).is_file():
+        if path != BUNDLED_NAME and not Path(path).is_file():
             raise FileNotFoundError(f"{option}: {path} does not exist")
     G, S = load_pair(args.teacher, args.student, device=device)
     lpips = feature_space.load_lpips(args.lpips_weights, device=device) if args.lpips_weights else None
@@ -90,7 +91,7 @@ def _print_summary(m: dict, out: Path) -> None:
 def add_commands(commands) -> None:
     ev = commands.add_parser("eval", help="evaluate a student against its teacher: paired PSNR/SSIM, multi-view "
                                           "consistency, a feature distance, speed and memory (JSON + PNG)")
-    ev.add_argument("--teacher", required=True, help="EG3D pickle or our teacher .safetensors")
+    ev.add_argument("--teacher", required=True, help="EG3D pickle or our teacher .safetensors, or 'bundled'")
     ev.add_argument("--student", required=True, help="student .safetensors made for that teacher")
     ev.add_argument("--out", type=Path, default=Path("metrics.json"),
                     help="metrics JSON (the speed plot goes beside it as <name>_speed.png)")

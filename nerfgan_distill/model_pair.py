@@ -29,7 +29,7 @@ def load_pair(teacher_path, student_path, device="cpu"):
     the other way round) raises the loaders' ModelFileError naming what the file is."""
     from . import student, teacher
 
-    G = teacher.load(teacher_path, device=device)
+    G = teacher.load_named(teacher_path, device=device)
     S = student.load(student_path, device=device)
     check_pair(G, S, where=f"--student {student_path}")
     return G, S

@@ -32,7 +32,7 @@ def _render(args: argparse.Namespace) -> int:
     from .teacher_cli import _device, _latent
 
     device = _device(args.device)
-    model = teacher.load(args.teacher, device=device)
+    model = teacher.load_named(args.teacher, device=device)
     S = None
     if args.student is not None:
         S = student.load(args.student, device=device)
@@ -89,7 +89,7 @@ def add_commands(commands) -> None:
 
     render = commands.add_parser("render", help="render teacher images (PNG) for seeds and yaw angles; with "
                                                 "--student, teacher | student | |error|; --turntable: GIF/MP4")
-    render.add_argument("teacher", help="EG3D pickle or our .safetensors")
+    render.add_argument("teacher", help="EG3D pickle or our .safetensors, or 'bundled'")
     render.add_argument("--student", type=Path, help="student .safetensors made for this teacher: rendered beside it")
     render.add_argument("--seeds", type=_seeds, default=[0], help="e.g. 0-3,7")
     render.add_argument("--yaw", type=float, nargs="+", default=[0.0], help="yaw offsets in radians (PNG views)")

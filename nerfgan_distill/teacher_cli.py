@@ -60,7 +60,7 @@ def _mesh(args: argparse.Namespace) -> int:
     from . import teacher
 
     device = _device(args.device)
-    model = teacher.load(args.teacher, device=device)
+    model = teacher.load_named(args.teacher, device=device)
     box_warp = model.rendering_kwargs["box_warp"]
     with torch.no_grad():
         c = teacher.cameras.frontal_camera(model.camera_defaults(), device=device)
@@ -91,7 +91,7 @@ def add_commands(commands) -> None:
     convert.set_defaults(handler=_convert)
 
     mesh = commands.add_parser("mesh", help="export a teacher shape as a .ply mesh (marching cubes)")
-    mesh.add_argument("teacher", help="EG3D pickle or our .safetensors")
+    mesh.add_argument("teacher", help="EG3D pickle or our .safetensors, or 'bundled'")
     mesh.add_argument("--seed", type=int, default=0)
     mesh.add_argument("--truncation", type=float, default=0.7)
     mesh.add_argument("--resolution", type=int, default=256, help="density grid size per axis (EG3D: 512)")

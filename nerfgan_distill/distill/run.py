@@ -13,12 +13,7 @@ __all__ = ["train", "load_teacher"]
 
 def load_teacher(name: str, device):
     """A teacher file, or 'bundled' (the small teacher shipped with the package)."""
-    if name == "bundled":
-        bundled = getattr(teacher_pkg, "bundled", None)
-        if bundled is None:
-            raise ValueError("--teacher bundled: this version ships no bundled teacher yet; give a teacher file")
-        return bundled(device=device)
-    return teacher_pkg.load(name, device=device)
+    return teacher_pkg.load_named(name, device=device)
 
 
 def data_sources(config: TrainConfig, G, world: World):
