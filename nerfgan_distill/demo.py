@@ -97,6 +97,7 @@ def run_demo(out_dir, teacher: str = "bundled", device=None, pool: int = DEFAULT
     reuses the pool and the finished run (nothing is deleted); other settings into a folder that
     holds a run are refused by train (RunExistsError / ConfigError)."""
     from . import student as student_pkg
+    from .cameras import frontal_camera
     from .distill import TrainConfig, train
     from .distill.cache import generate
     from .distill.evaluate import eval_latents, evaluate
@@ -136,8 +137,6 @@ def run_demo(out_dir, teacher: str = "bundled", device=None, pool: int = DEFAULT
     with torch.no_grad():
         z = eval_latents(G.z_dim, max(TURNTABLE_LATENTS, 4), seed).to(device)
         defaults = G.camera_defaults()
-        from .cameras import frontal_camera
-
         ws = G.mapping(z, frontal_camera(defaults, batch_size=len(z), device=device))
         write_turntable(out / "turntable.gif", G, S, ws[:TURNTABLE_LATENTS], defaults)
         write_samples(out / "samples.png", G, S, ws[:4], defaults)

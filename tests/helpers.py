@@ -57,3 +57,15 @@ def assert_cpu_isa_builds_agree(probe: str, tmp_path, cwd=None):
         pytest.skip("this machine runs the baseline kernels only")
     for base, best in zip(results["baseline"], results["avx2"]):
         assert torch.equal(base, best), "the AVX2 kernels must give the baseline's results bit for bit"
+
+
+def write_tiny_teacher(path, seed: int = 7):
+    """A tiny teacher (teacher.tiny_config, seeded random weights) saved at `path`; returns path."""
+    from nerfgan_distill import teacher
+
+    kwargs, resolution = teacher.tiny_config()
+    G = teacher.TriPlaneGenerator(**kwargs)
+    G.load_state_dict(teacher.random_state(G, seed=seed))
+    G.neural_rendering_resolution = resolution
+    teacher.save(G, path)
+    return path

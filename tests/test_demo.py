@@ -1,12 +1,13 @@
 """nerfgan-distill demo end to end at CI size (a tiny random teacher file; the bundled teacher's
 own run is the README's main job), its outputs and metrics, reruns and bad input."""
+import contextlib
 import json
 import math
 
 import imageio.v3 as iio
 import pytest
 
-from nerfgan_distill import teacher
+from helpers import write_tiny_teacher
 from nerfgan_distill.cli import main
 
 TINY = ["--pool", "16", "--steps", "4", "--stage1-steps", "3", "--batch", "2", "--eval-count", "2",
@@ -15,13 +16,7 @@ TINY = ["--pool", "16", "--steps", "4", "--stage1-steps", "3", "--batch", "2", "
 
 @pytest.fixture(scope="module")
 def teacher_file(tmp_path_factory):
-    kwargs, resolution = teacher.tiny_config()
-    G = teacher.TriPlaneGenerator(**kwargs)
-    G.load_state_dict(teacher.random_state(G, seed=7))
-    G.neural_rendering_resolution = resolution
-    path = tmp_path_factory.mktemp("teacher") / "tiny.safetensors"
-    teacher.save(G, path)
-    return path
+    return write_tiny_teacher(tmp_path_factory.mktemp("teacher") / "tiny.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -76,16 +71,9 @@ def test_other_settings_into_a_used_folder_are_refused(demo_run, teacher_file, c
     (["--steps", "0"], "--steps"),
 ])
 def test_bad_input_is_one_line(args, message, tmp_path, capsys):
-    with pytest.raises(SystemExit) if "--steps" in args else _nothing():
+    with pytest.raises(SystemExit) if "--steps" in args else contextlib.nullcontext():
         code = main(["demo", "--out", str(tmp_path / "o"), "--no-progress", *args])
         assert code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "Traceback" not in err
 
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

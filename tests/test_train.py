@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nerfgan_distill import student, teacher
+from helpers import write_tiny_teacher
+from nerfgan_distill import student
 from nerfgan_distill.cli import main
 from nerfgan_distill.distill import checkpoint as ckpt
 
@@ -24,13 +25,7 @@ COMMON = ["--student", "tiny", "--batch", "4", "--seed", "3", "--device", "cpu",
 
 @pytest.fixture(scope="module")
 def teacher_file(tmp_path_factory):
-    kwargs, resolution = teacher.tiny_config()
-    G = teacher.TriPlaneGenerator(**kwargs)
-    G.load_state_dict(teacher.random_state(G, seed=7))
-    G.neural_rendering_resolution = resolution
-    path = tmp_path_factory.mktemp("teacher") / "tiny.safetensors"
-    teacher.save(G, path)
-    return path
+    return write_tiny_teacher(tmp_path_factory.mktemp("teacher") / "tiny.safetensors")
 
 
 def _train(teacher_file, out, *extra):
