@@ -27,8 +27,11 @@ def composite_with_grads(case, backend, device):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c["name"])
 def test_backends_match_official(backend, device, case):
     (rgb, depth, weights), (grad_colors, grad_densities) = composite_with_grads(case, backend, device)
-    exact = backend == "torch"  # the reference runs EG3D's own sequence of torch ops
-    tol = dict(rtol=0, atol=0) if exact else dict(rtol=1e-5, atol=1e-6)
+    # The reference runs EG3D's own sequence of torch ops: equal to a few fp32 ulps, not bitwise, since
+    # torch's vectorized exp/softplus differ by CPU ISA (the fixture was made on AVX2; AVX-512 differs
+    # by 2 ulps).
+    ulps = dict(rtol=4 * torch.finfo(torch.float32).eps, atol=1e-7)
+    tol = ulps if backend == "torch" else dict(rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(weights.cpu(), case["weights"], **tol)
     torch.testing.assert_close(depth.cpu(), case["depth"], **tol)
     torch.testing.assert_close(rgb.cpu(), case["rgb"], **tol)
