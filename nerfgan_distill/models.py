@@ -20,7 +20,10 @@ def load(path: Union[str, os.PathLike], device="cpu"):
 
     with open(path, "rb") as f:
         head = f.read(16)
-    if len(head) >= 2 and head[0] == 0x80:  # a pickle: only EG3D network pickles are ours to read
+    # safetensors: an 8-byte header length, then the JSON header. Checked first, since the
+    # length's first byte may be 0x80, as a pickle's is.
+    is_safetensors = len(head) >= 9 and head[8:9] == b"{"
+    if not is_safetensors and len(head) >= 2 and head[0] == 0x80:  # only EG3D network pickles are ours
         return teacher.load(path, device=device)
     fmt = peek_format(path)
     if fmt == teacher.loader.FORMAT:

@@ -23,10 +23,11 @@ def _inputs(G, n=3, seed=0):
     return G.mapping(z, c), c
 
 
-def test_outputs_have_the_teachers_keys_and_shapes(tiny_teacher):
+@pytest.mark.parametrize("preset", ["tiny", "tiny-st3"])
+def test_outputs_have_the_teachers_keys_and_shapes(tiny_teacher, preset):
     G = tiny_teacher
     ws, c = _inputs(G)
-    S = student.build("tiny", teacher=G)
+    S = student.build(preset, teacher=G)
     out, ref = S(ws, c), G.synthesis(ws, c, noise_mode="const")
     for key in ("image", "image_raw", "feature_image"):
         assert out[key].shape == ref[key].shape and out[key].dtype == torch.float32
@@ -85,6 +86,20 @@ def test_every_preset_matches_an_official_teachers_shapes(ffhq_teacher):
     assert type(student.build("eg3d-512", teacher=G).superresolution) is type(G.superresolution)
     assert counts["eg3d-512-fast"] * 2 < counts["eg3d-512"]
     assert counts["tiny"] < counts["demo"] < counts["eg3d-512"]
+    st3 = student.build("eg3d-512-st3", teacher=G)
+    assert st3.backbone == "stylegan3" and type(st3.superresolution) is type(G.superresolution)
+    assert len(st3.synthesis_network.layer_names) == 15  # StyleGAN3 config T
+
+
+def test_every_preset_has_a_discriminator_and_a_known_backbone():
+    from nerfgan_distill.distill.config import DISCRIMINATOR_PRESETS
+    from nerfgan_distill.student.generator import BACKBONES
+
+    assert set(DISCRIMINATOR_PRESETS) == set(student.PRESETS)
+    assert {p.get("backbone", "stylegan2") for p in student.PRESETS.values()} <= set(BACKBONES)
+    with pytest.raises(ValueError, match="backbone must be one of stylegan2, stylegan3"):
+        student.StudentGenerator(w_dim=8, teacher_num_ws=4, raw_resolution=16, feature_channels=8,
+                                 img_resolution=32, superresolution_module="x", backbone="stylegan4")
 
 
 def test_sr_init_from_the_teacher_copies_its_weights():
@@ -103,10 +118,15 @@ def test_sr_init_from_the_teacher_copies_its_weights():
         student.build("tiny", teacher=G, sr_init="copy")
 
 
-def test_save_load_round_trip(tiny_teacher, tmp_path):
+@pytest.mark.parametrize("preset", ["tiny", "tiny-st3"])
+def test_save_load_round_trip(tiny_teacher, tmp_path, preset):
     G = tiny_teacher
     # eval, as load returns it: the layers are inference_only (the training-mode forward rounds differently).
-    S = student.build("tiny", teacher=G, seed=2).eval()
+    S = student.build(preset, teacher=G, seed=2).eval()
+    if preset == "tiny-st3":  # running statistics travel with the weights
+        ws, c = _inputs(G)
+        S(ws, c, update_emas=True)
+        assert S.backbone == "stylegan3" and all(float(b) != 1 for b in S.running_statistics())
     path = tmp_path / "s.safetensors"
     student.save(S, path)
     loaded = student.load(path)
@@ -199,3 +219,28 @@ def test_a_student_file_with_other_tensors_is_refused(tiny_teacher, tmp_path):
     write_model_file(path, "nerfgan_distill.student", "1", {"init_kwargs": S.init_kwargs}, state)
     with pytest.raises(student.StudentFormatError, match=f"missing: {name}"):
         student.load(path)
+
+
+def test_a_safetensors_header_length_that_looks_like_a_pickle_is_still_safetensors(tiny_teacher, tmp_path):
+    # The file starts with its header length (little endian): 0x80 0x02 ... looks like pickle
+    # protocol 3. Pad the student's config until its header length is 0x0380 + 65536 k.
+    import struct
+
+    import nerfgan_distill
+
+    S = student.build("tiny", teacher=tiny_teacher)
+    path = tmp_path / "s.safetensors"
+    student.save(S, path)
+    length = struct.unpack("<Q", path.read_bytes()[:8])[0]
+    target = length + (0x0380 - length) % 0x10000  # the header length's first bytes: 80 03
+    for pad in range(target - length - 16, target - length + 17):  # the header is padded to 8 bytes
+        S.init_kwargs["preset"] = "tiny" + " " * pad
+        student.save(S, path)
+        head = path.read_bytes()[:2]
+        if head[0] == 0x80 and 2 <= head[1] <= 5:
+            break
+    else:
+        pytest.fail("no padding gave a pickle-like header length")
+    assert isinstance(nerfgan_distill.load(path), student.StudentGenerator)
+    with pytest.raises(teacher.TeacherFormatError, match="student file"):
+        teacher.load(path)

@@ -112,21 +112,41 @@ def test_kill_9_after_a_checkpoint_then_resume_gives_the_same_weights(teacher_fi
     assert [r["step"] for r in _metrics(out)] == list(range(1, 25))
 
 
-def test_two_gloo_processes_follow_one_process(teacher_file, uninterrupted, tmp_path):
-    out = tmp_path / "ddp"
+def _two_gloo_processes(teacher_file, out, *extra):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-         "-m", "nerfgan_distill", "train", "--teacher", str(teacher_file), "--out", str(out), *COMMON,
-         "--steps", "6", "--stage1-steps", "3", "--checkpoint-every", "2"], capture_output=True, text=True, env=env,
-        timeout=300)
+         "-m", "nerfgan_distill", "train", "--teacher", str(teacher_file), "--out", str(out), *COMMON, *extra],
+        capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    single, double = _metrics(uninterrupted), _metrics(out)
+
+
+def _assert_same_losses(single, double):
     assert [r["step"] for r in double] == [r["step"] for r in single]
     for a, b in zip(single, double):
         for key in a:
             if key.startswith(("rec_", "adv_", "r1", "loss_")):
                 assert abs(a[key] - b[key]) <= 1e-3 * max(1.0, abs(a[key])), (a["step"], key, a[key], b[key])
+
+
+def test_two_gloo_processes_follow_one_process(teacher_file, uninterrupted, tmp_path):
+    out = tmp_path / "ddp"
+    _two_gloo_processes(teacher_file, out, "--steps", "6", "--stage1-steps", "3", "--checkpoint-every", "2")
+    _assert_same_losses(_metrics(uninterrupted), _metrics(out))
+
+
+def test_the_st3_student_trains_and_two_processes_follow_one(teacher_file, tmp_path):
+    # StyleGAN3's magnitude EMAs are running statistics of each process's samples: averaged
+    # over processes, they stay those of the whole batch.
+    st3 = ["--student", "tiny-st3", "--steps", "4", "--stage1-steps", "2"]
+    assert _train(teacher_file, tmp_path / "one", *st3) == 0
+    _two_gloo_processes(teacher_file, tmp_path / "two", *st3)
+    _assert_same_losses(_metrics(tmp_path / "one"), _metrics(tmp_path / "two"))
+    one, two = (student.load(tmp_path / name / "student.safetensors") for name in ("one", "two"))
+    assert one.backbone == "stylegan3"
+    emas = torch.stack(one.running_statistics())
+    assert len(emas) == len(one.synthesis_network.layer_names) and not torch.allclose(emas, torch.ones_like(emas))
+    torch.testing.assert_close(torch.stack(two.running_statistics()), emas, rtol=1e-4, atol=0)
 
 
 def test_a_run_is_not_overwritten_without_resume(teacher_file, uninterrupted, capsys):

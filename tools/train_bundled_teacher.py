@@ -143,12 +143,22 @@ def commit() -> str:
         return "unknown"
 
 
+def learning_rate(args, step: int) -> float:
+    """Constant through the points phase, then linear decay to lr * image_lr_final over the images."""
+    if step < args.point_steps:
+        return args.lr
+    progress = (step - args.point_steps) / max(1, args.image_steps)
+    return args.lr * (1 - progress * (1 - args.image_lr_final))
+
+
 def train_steps(args, G, G_ema, optimizer, poses, gen, step: int, seconds: dict, checkpoint: Path, log) -> int:
     """Steps `step` .. point_steps + image_steps (checkpoint and preview every 500); returns the last."""
     total = args.point_steps + args.image_steps
     rk = G.rendering_kwargs
     while step < total:
             phase = "points" if step < args.point_steps else "images"
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(args, step)
             began = time.perf_counter()
             z = torch.randn(args.batch, G.z_dim, generator=gen)
             c = poses.sample(gen, args.batch)
@@ -199,6 +209,8 @@ def main(argv=None) -> int:
     parser.add_argument("--image-steps", type=int, default=400)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--image-lr-final", type=float, default=0.1,
+                        help="the lr at the end of the images phase, as a fraction of --lr")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--eval-count", type=int, default=64)
     parser.add_argument("--resume", action="store_true", help="continue from the work folder's checkpoint")
@@ -231,7 +243,7 @@ def main(argv=None) -> int:
         "what": "the bundled teacher (nerfgan_distill.teacher.bundled)",
         "command": " ".join([Path(sys.argv[0]).name] + (sys.argv[1:] if argv is None else list(argv))),
         "seed": args.seed, "point_steps": args.point_steps, "image_steps": args.image_steps, "batch": args.batch,
-        "lr": args.lr, "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "lr": args.lr, "image_lr_final": args.image_lr_final, "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "minutes_total": round((seconds["points"] + seconds["images"]) / 60, 1),
         "held_out": {"count": args.eval_count, "seed_offset": EVAL_SEED_OFFSET, "poses": poses.describe(),
                      "reference": "teacher.scenes.render (sphere tracing)", **quality},

@@ -113,6 +113,8 @@ DISCRIMINATOR_PRESETS = {
     "demo": dict(channel_base=4096, channel_max=128, num_fp16_res=0, conv_clamp=None),
     "eg3d-512": dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256),
     "eg3d-512-fast": dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256),
+    "tiny-st3": dict(channel_base=512, channel_max=32, num_fp16_res=0, conv_clamp=None),
+    "eg3d-512-st3": dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256),
 }
 
 

@@ -71,6 +71,20 @@ def all_reduce_gradients(parameters: Iterable[torch.nn.Parameter], world: World)
     return flat
 
 
+def average_buffers(buffers: list, world: World) -> None:
+    """Average running statistics (e.g. StyleGAN3's magnitude EMAs, updated from each process's
+    own samples) over processes in place, so every process keeps the same model."""
+    if world.size <= 1 or not buffers:
+        return
+    flat = torch.cat([b.detach().float().reshape(-1) for b in buffers])
+    dist.all_reduce(flat)
+    flat /= world.size
+    offset = 0
+    for b in buffers:
+        b.copy_(flat[offset:offset + b.numel()].view_as(b))
+        offset += b.numel()
+
+
 def mean_over_processes(values: dict, world: World) -> dict:
     """{name: scalar tensor} averaged over processes -> {name: float}."""
     names = sorted(values)

@@ -34,7 +34,7 @@ from ..networks.discriminator import DualDiscriminator, filtered_resizing
 from . import checkpoint as ckpt
 from . import losses
 from .config import RUN_IDENTITY, TrainConfig, discriminator_kwargs
-from .parallel import World, all_reduce_gradients, mean_over_processes
+from .parallel import World, all_reduce_gradients, average_buffers, mean_over_processes
 from .rng import sample_generator
 
 __all__ = ["Trainer", "TrainingDiverged", "RunExistsError", "CHECKPOINT_NAME", "METRICS_NAME", "STUDENT_NAME"]
@@ -94,7 +94,8 @@ class Trainer:
         target = {k: data[k] for k in ("image", "image_raw", "feature_image")}
         stage = 1 if step < cfg.stage1_steps else 2
         # The student's phase: reconstruction, plus the adversarial term in stage 2.
-        fake = self.student(data["ws"], data["c"])
+        fake = self.student(data["ws"], data["c"], update_emas=True)
+        average_buffers(self.student.running_statistics(), self.world)
         terms = {**losses.rec_lr(fake, target, cfg.raw_weight, cfg.feature_weight),
                  **losses.rec_hr(fake, target, cfg.hr_weight, self.perceptual, cfg.perceptual_weight)}
         if stage == 2:

@@ -49,11 +49,15 @@ class FullyConnectedLayer(nn.Module):
     g = lr_multiplier / sqrt(in_features), the bias by l = lr_multiplier."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "linear",
-                 lr_multiplier: float = 1.0, bias_init: float = 0.0):
+                 lr_multiplier: float = 1.0, bias_init=0.0, weight_init: float = 1.0):
         super().__init__()
         self.in_features, self.out_features, self.activation = in_features, out_features, activation
-        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
-        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        # weight_init (StyleGAN3's): the initial std of the effective weight; bias_init: a number
+        # or one value per output.
+        weight = torch.randn([out_features, in_features])
+        self.weight = nn.Parameter((weight if weight_init == 1 else weight * weight_init) / lr_multiplier)
+        bias_values = torch.as_tensor(bias_init, dtype=torch.float32).expand(out_features).clone()
+        self.bias = nn.Parameter(bias_values) if bias else None
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
         self.backend = "auto"

@@ -2,7 +2,8 @@
 
     teacher ws [N, T, w_dim], render camera c [N, 25]
       -> mapping: a new MLP on (w_i, c) for each teacher w_i        -> ws' [N, S, w_dim]
-      -> synthesis: StyleGAN2 ("ST2") at the teacher's neural rendering resolution
+      -> synthesis: StyleGAN2 ("ST2") or StyleGAN3 ("ST3", backbone='stylegan3') at the
+         teacher's neural rendering resolution
                                                                    -> feature_image [N, C, r, r]
                                                                       (image_raw = its first 3 channels)
       -> super-resolution driven by the last w'                     -> image [N, 3, R, R]
@@ -23,12 +24,18 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..networks.stylegan2 import MappingNetwork, SynthesisNetwork
+from ..networks import stylegan2, stylegan3
+from ..networks.stylegan2 import MappingNetwork
 from ..networks.superresolution import superresolution_class
 
-__all__ = ["StudentGenerator", "CAMERA_LABEL_SIZE"]
+__all__ = ["StudentGenerator", "CAMERA_LABEL_SIZE", "BACKBONES"]
 
 CAMERA_LABEL_SIZE = 25  # cam2world [4x4] and normalized intrinsics [3x3], row-major
+# The synthesis networks a student can use, and the keyword arguments each gets by default.
+BACKBONES = {
+    "stylegan2": (stylegan2.SynthesisNetwork, {"use_noise": False}),
+    "stylegan3": (stylegan3.SynthesisNetwork, {}),
+}
 
 
 class StudentGenerator(nn.Module):
@@ -36,8 +43,10 @@ class StudentGenerator(nn.Module):
                  img_resolution: int, superresolution_module: str, c_dim: int = CAMERA_LABEL_SIZE,
                  mapping_kwargs: Optional[dict] = None, synthesis_kwargs: Optional[dict] = None,
                  sr_kwargs: Optional[dict] = None, sr_num_fp16_res: int = 0, sr_antialias: bool = True,
-                 sr_noise_mode: str = "none", preset: Optional[str] = None):
+                 sr_noise_mode: str = "none", preset: Optional[str] = None, backbone: str = "stylegan2"):
         super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"StudentGenerator: backbone must be one of {', '.join(BACKBONES)}, got {backbone!r}")
         if feature_channels < 3:
             raise ValueError(f"StudentGenerator: feature_channels must be >= 3 (RGB first), got {feature_channels}")
         if isinstance(teacher_num_ws, bool) or not isinstance(teacher_num_ws, int) or teacher_num_ws < 1:
@@ -51,13 +60,15 @@ class StudentGenerator(nn.Module):
             feature_channels=feature_channels, img_resolution=img_resolution,
             superresolution_module=superresolution_module, c_dim=c_dim, mapping_kwargs=dict(mapping_kwargs or {}),
             synthesis_kwargs=dict(synthesis_kwargs or {}), sr_kwargs=dict(sr_kwargs or {}),
-            sr_num_fp16_res=sr_num_fp16_res, sr_antialias=sr_antialias, sr_noise_mode=sr_noise_mode, preset=preset))
+            sr_num_fp16_res=sr_num_fp16_res, sr_antialias=sr_antialias, sr_noise_mode=sr_noise_mode, preset=preset,
+            backbone=backbone))
         self.w_dim, self.c_dim, self.teacher_num_ws = w_dim, c_dim, teacher_num_ws
         self.raw_resolution, self.feature_channels, self.img_resolution = raw_resolution, feature_channels, img_resolution
-        self.sr_noise_mode, self.preset = sr_noise_mode, preset
-        synthesis_kwargs = {"use_noise": False, **(synthesis_kwargs or {})}
-        self.synthesis_network = SynthesisNetwork(w_dim=w_dim, img_resolution=raw_resolution,
-                                                  img_channels=feature_channels, **synthesis_kwargs)
+        self.sr_noise_mode, self.preset, self.backbone = sr_noise_mode, preset, backbone
+        synthesis_class, synthesis_defaults = BACKBONES[backbone]
+        self.synthesis_network = synthesis_class(w_dim=w_dim, img_resolution=raw_resolution,
+                                                 img_channels=feature_channels,
+                                                 **{**synthesis_defaults, **(synthesis_kwargs or {})})
         self.num_ws = self.synthesis_network.num_ws
         mapping_kwargs = {"num_layers": 2, **(mapping_kwargs or {})}
         # num_ws=None and no w_avg: it maps each teacher w on its own, and truncation is the teacher's.
@@ -92,8 +103,13 @@ class StudentGenerator(nn.Module):
     def forward(self, ws: torch.Tensor, c: torch.Tensor, **block_kwargs) -> dict:
         return self.synthesis(self.mapping(ws, c), **block_kwargs)
 
+    def running_statistics(self) -> list:
+        """The buffers a forward pass with update_emas=True changes (StyleGAN3's magnitude EMAs;
+        none for StyleGAN2): what data-parallel training averages over processes."""
+        return [b for name, b in self.named_buffers() if name.endswith("magnitude_ema")]
+
     def extra_repr(self) -> str:
-        return (f"preset={self.preset}, raw_resolution={self.raw_resolution}, feature_channels={self.feature_channels}, "
+        return (f"preset={self.preset}, backbone={self.backbone}, raw_resolution={self.raw_resolution}, feature_channels={self.feature_channels}, "
                 f"img_resolution={self.img_resolution}, num_ws={self.num_ws}, teacher_num_ws={self.teacher_num_ws}")
 
 

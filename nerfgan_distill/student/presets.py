@@ -13,7 +13,9 @@ __all__ = ["PRESETS", "student_config"]
 STACK_MODULE = "nerfgan_distill.networks.superresolution.SuperresolutionStack"
 
 # channels_top: synthesis channels at the raw (output) resolution; channel_max caps the rest
-# (StyleGAN2's channel_base = channels_top * raw resolution).
+# (channel_base = channels_top * raw resolution, for StyleGAN2 and StyleGAN3 alike).
+# backbone: 'stylegan2' (the paper's ST2, the default) or 'stylegan3' (ST3, config T; `synthesis`
+# adds StyleGAN3 options such as a shorter stack for CI).
 PRESETS = {
     # CI scale: a training step well under a second on 2 CPU cores with a tiny teacher.
     "tiny": dict(channels_top=16, channel_max=32, num_fp16_res=0, conv_clamp=None, mapping_layers=2,
@@ -27,6 +29,13 @@ PRESETS = {
     # Beyond the paper: EG3D's SR is 65% of its FLOPs, so a slim SR and a narrower synthesis net.
     "eg3d-512-fast": dict(channels_top=128, channel_max=256, num_fp16_res=4, conv_clamp=256, mapping_layers=2,
                           sr="stack", sr_channels=(128, 64)),
+    # ST3 at CI scale: 6 layers with a 4-pixel margin.
+    "tiny-st3": dict(backbone="stylegan3", channels_top=16, channel_max=32, num_fp16_res=0, conv_clamp=None,
+                     mapping_layers=2, sr="stack", sr_channels=(16, 8),
+                     synthesis=dict(num_layers=6, num_critical=2, margin_size=4)),
+    # The paper's ST3: StyleGAN3 config T (14 layers) at 128^2 and the teacher's own SR.
+    "eg3d-512-st3": dict(backbone="stylegan3", channels_top=256, channel_max=512, num_fp16_res=4, conv_clamp=256,
+                         mapping_layers=2, sr="teacher"),
 }
 
 
@@ -37,12 +46,14 @@ def student_config(preset: str, teacher) -> dict:
     p = PRESETS[preset]
     raw = int(teacher.neural_rendering_resolution)
     rk = teacher.rendering_kwargs
-    # inference_only: grouped per-sample weights (fused_modconv) in inference, scale-conv-scale in
-    # training, as EG3D's blocks: the grouped form's per-sample weights and their backward cost
-    # more than the convolution itself in training (on oneDNN and in StyleGAN2 on GPUs alike).
+    backbone = p.get("backbone", "stylegan2")
     synthesis = dict(channel_base=p["channels_top"] * raw, channel_max=p["channel_max"],
-                     num_fp16_res=p["num_fp16_res"], conv_clamp=p["conv_clamp"],
-                     fused_modconv_default="inference_only")
+                     num_fp16_res=p["num_fp16_res"], conv_clamp=p["conv_clamp"], **p.get("synthesis", {}))
+    if backbone == "stylegan2":
+        # inference_only: grouped per-sample weights (fused_modconv) in inference, scale-conv-scale
+        # in training, as EG3D's blocks: the grouped form's per-sample weights and their backward
+        # cost more than the convolution itself in training (on oneDNN and on GPUs alike).
+        synthesis["fused_modconv_default"] = "inference_only"
     if p["sr"] == "teacher":
         sr_module, sr_kwargs = rk["superresolution_module"], copy.deepcopy(teacher.init_kwargs.get("sr_kwargs", {}))
         sr_fp16 = teacher.init_kwargs.get("sr_num_fp16_res", 0)
@@ -55,7 +66,7 @@ def student_config(preset: str, teacher) -> dict:
                 superresolution_module=sr_module, mapping_kwargs={"num_layers": p["mapping_layers"]},
                 synthesis_kwargs=synthesis, sr_kwargs=sr_kwargs, sr_num_fp16_res=sr_fp16,
                 sr_antialias=bool(rk.get("sr_antialias", True)),
-                sr_noise_mode=rk.get("superresolution_noise_mode", "none"), preset=preset)
+                sr_noise_mode=rk.get("superresolution_noise_mode", "none"), preset=preset, backbone=backbone)
 
 
 def _stack_channels(widths, raw: int, img_resolution: int) -> list:

@@ -193,10 +193,11 @@ def _load_tensors(model: torch.nn.Module, tensors: dict, where: str) -> None:
 # --- our format --------------------------------------------------------------------------------
 
 def _sniff(head: bytes, where: str) -> str:
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return "pickle"
+    # safetensors first: its 8-byte header length may begin like a pickle (0x80, 2..5).
     if len(head) >= 9 and head[8:9] == b"{":
         return "safetensors"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
     if head.startswith(b"PK"):
         raise TeacherFormatError(f"{where}: a zip archive (torch.save?) is not a format we load; give an EG3D "
                                  f"network pickle or a .safetensors file from `nerfgan-distill convert`")
