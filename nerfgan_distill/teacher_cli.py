@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .teacher.eg3d_pickle import Eg3dPickleError, UnsafePickleError
+from .network_pickle import Eg3dPickleError, UnsafePickleError
 from .teacher.loader import TeacherFormatError
 from .formats import ModelFileError
 from .distill.feature_space import WeightsError

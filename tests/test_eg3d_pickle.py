@@ -1,4 +1,4 @@
-"""Tests of the restricted EG3D pickle reader (nerfgan_distill.teacher.eg3d_pickle).
+"""Tests of the restricted EG3D pickle reader (nerfgan_distill.network_pickle).
 
 The snapshots come from tests/eg3d_pickle_writer.py (official stream layout, real torch tensor
 pickles); hostile and damaged streams are crafted here. The security tests check that nothing in
@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from eg3d_pickle_writer import EasyDict, FakeModule, PersistentCall, call_pickle, dumps_snapshot, write_snapshot
-from nerfgan_distill.teacher import eg3d_pickle as ep
-from nerfgan_distill.teacher.eg3d_pickle import Eg3dPickleError, UnsafePickleError
+from nerfgan_distill import network_pickle as ep
+from nerfgan_distill.network_pickle import Eg3dPickleError, UnsafePickleError
 
 MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -377,7 +377,7 @@ DANGEROUS = [("os", "system"), ("posix", "system"), ("nt", "system"), ("builtins
              ("torch.serialization", "load"), ("pickle", "loads"), ("builtins", "open"), ("shutil", "rmtree"),
              ("torch_utils.persistence", "_src_to_module"), ("copyreg", "_reconstructor"),
              ("torch._utils", "_rebuild_device_tensor_from_cpu_tensor"), ("torch._tensor", "_rebuild_from_type_v2"),
-             ("numpy.core.multiarray", "_reconstruct"), ("numpy", "load"), ("dnnlib.util", "call_func_by_name")]
+             ("numpy", "load"), ("dnnlib.util", "call_func_by_name")]
 
 
 @pytest.mark.parametrize("module,name", DANGEROUS)
@@ -392,6 +392,33 @@ def test_dangerous_globals_are_refused(tmp_path, module, name, protocol):
         ep.read_snapshot(path)
     assert str(path) in str(e.value)
     assert isinstance(e.value, pickle.UnpicklingError) and isinstance(e.value, Eg3dPickleError)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("array", [np.broadcast_to(np.asarray(36), [2]), np.asarray([[1.5, 2.0], [3.0, 4.0]], order="F"),
+                                   np.arange(6, dtype=np.uint8).reshape(2, 3)], ids=["broadcast", "fortran", "uint8"])
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_small_numpy_arrays_are_read_as_arrays(array, protocol):
+    # StyleGAN3's layers keep their sizes and sampling rates as numpy arrays.
+    got = ep.load_pickle(io.BytesIO(pickle.dumps({"size": array}, protocol=protocol)))["size"]
+    assert isinstance(got, np.ndarray) and got.dtype == array.dtype and np.array_equal(got, array)
+
+
+@pytest.mark.parametrize("payload,match", [
+    (lambda: np.asarray([1, "a"], dtype=object), "dtype 'O8' is not allowed"),
+    (lambda: np.zeros(1 << 17, dtype=np.uint8), "at most 65536 elements"),
+    (lambda: np.rec.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f4")]), "refusing global"),
+])
+def test_numpy_arrays_of_other_kinds_are_refused(payload, match):
+    with pytest.raises(Eg3dPickleError, match=match):
+        ep.load_pickle(io.BytesIO(pickle.dumps(payload(), protocol=4)))
+
+
+def test_numpy_reconstruct_of_anything_but_an_ndarray_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    data = call_pickle("numpy.core.multiarray", "_reconstruct", f"touch {marker}", 0, b"b")
+    with pytest.raises(Eg3dPickleError, match="_reconstruct only of a plain ndarray"):
+        ep.load_pickle(io.BytesIO(data))
     assert not marker.exists()
 
 

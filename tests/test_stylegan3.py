@@ -1,14 +1,20 @@
 """StyleGAN3's synthesis network against the official code (fixtures from
 tools/make_stylegan3_fixtures.py): the layer schedule of the published configs, state-dict
-names, forward and gradients with random weights (configs T and R), the magnitude EMA."""
+names, forward and gradients with random weights (configs T and R), the magnitude EMA, and
+loading the synthesis net of an official pickle (written by tests/eg3d_pickle_writer.py)."""
+import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from eg3d_pickle_writer import EasyDict, FakeModule, call_pickle, dumps_snapshot
+from nerfgan_distill.network_pickle import UnsafePickleError
 from nerfgan_distill.networks.stylegan2 import set_ops_backend
 from nerfgan_distill.networks.stylegan3 import SynthesisNetwork, layer_schedule
 from nerfgan_distill.student import stylegan3 as student_stylegan3
+from nerfgan_distill.student.stylegan3 import StyleGAN3FormatError
 
 FIXTURES = torch.load(Path(__file__).parent / "fixtures" / "stylegan3_parity.pt", weights_only=True)
 SCHEDULES = FIXTURES["schedules"]
@@ -119,3 +125,59 @@ def test_gpu_fp16_layers_track_fp32(backend):
     assert any(getattr(net, n).use_fp16 for n in net.layer_names)
     torch.testing.assert_close(y32.cpu(), case["y"], rtol=0, atol=1e-4 * case["y"].abs().max().item())
     torch.testing.assert_close(y16, y32, rtol=0, atol=2e-2 * y32.abs().max().item())
+
+
+# --- official pickles ------------------------------------------------------------------------------
+
+def _as_official_pickle_tree(module, init_kwargs=None):
+    """`module` as the official StyleGAN3 pickle holds it: persistent classes of the same names,
+    sizes as numpy arrays (as networks_stylegan3.py keeps them), our tensors (equal to the official
+    ones: tests above)."""
+    attrs = {}
+    for name in ("in_size", "out_size", "size"):
+        if isinstance(getattr(module, name, None), (int, torch.Size, tuple, list)):
+            attrs[name] = np.broadcast_to(np.asarray(getattr(module, name)), [2])
+    return FakeModule(type(module).__name__, module_src="# networks_stylegan3.py", init_kwargs=init_kwargs or {},
+                      attrs=attrs, params=dict(module._parameters), buffers=dict(module._buffers),
+                      children={k: _as_official_pickle_tree(m) for k, m in module._modules.items()})
+
+
+def _official_snapshot(config, **changes):
+    case = SYNTHESIS[config]
+    net = SynthesisNetwork(**case["kwargs"])
+    net.load_state_dict(case["state"])
+    synthesis = _as_official_pickle_tree(net, EasyDict({**case["kwargs"], **changes}))
+    generator = FakeModule("Generator", init_kwargs=EasyDict(z_dim=8, c_dim=0, w_dim=case["kwargs"]["w_dim"]),
+                           children={"mapping": FakeModule("MappingNetwork"), "synthesis": synthesis})
+    return dumps_snapshot({"G": generator, "D": None, "G_ema": generator, "augment_pipe": None,
+                           "training_set_kwargs": EasyDict(resolution=case["kwargs"]["img_resolution"])})
+
+
+@pytest.mark.parametrize("config", sorted(SYNTHESIS))
+def test_load_synthesis_from_an_official_pickle(config):
+    case = SYNTHESIS[config]
+    net = student_stylegan3.load_synthesis(io.BytesIO(_official_snapshot(config)))
+    assert not net.training and net.state_dict().keys() == case["state"].keys()
+    with torch.no_grad():
+        y = net(case["ws"])
+    torch.testing.assert_close(y, case["y"], rtol=0, atol=1e-4 * case["y"].abs().max().item())
+
+
+def test_load_synthesis_refuses_what_it_cannot_rebuild():
+    with pytest.raises(StyleGAN3FormatError, match="not understood: use_noise"):
+        student_stylegan3.load_synthesis(io.BytesIO(_official_snapshot("T", use_noise=True)))
+    with pytest.raises(StyleGAN3FormatError, match="cannot rebuild"):
+        student_stylegan3.load_synthesis(io.BytesIO(_official_snapshot("T", img_resolution=2)))
+    with pytest.raises(StyleGAN3FormatError, match="tensors do not match the architecture"):
+        student_stylegan3.load_synthesis(io.BytesIO(_official_snapshot("T", channel_max=4)))
+    not_a_generator = dumps_snapshot({"G_ema": FakeModule("TriPlaneGenerator")})
+    with pytest.raises(StyleGAN3FormatError, match="not a StyleGAN3 Generator"):
+        student_stylegan3.load_synthesis(io.BytesIO(not_a_generator))
+    with pytest.raises(StyleGAN3FormatError, match="no sub-module 'synthesis'"):
+        student_stylegan3.load_synthesis(io.BytesIO(dumps_snapshot({"G_ema": FakeModule("Generator")})))
+
+
+def test_load_synthesis_never_runs_the_pickle():
+    evil = call_pickle("os", "system", "echo pwned")
+    with pytest.raises(UnsafePickleError, match="refusing global 'os.system'"):
+        student_stylegan3.load_synthesis(io.BytesIO(evil))

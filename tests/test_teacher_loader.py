@@ -23,7 +23,7 @@ import torch
 from eg3d_pickle_writer import EasyDict, FakeModule, PersistentCall, call_pickle, dumps_snapshot
 from nerfgan_distill.teacher import cameras, loader
 from nerfgan_distill.teacher.configs import official_config
-from nerfgan_distill.teacher.eg3d_pickle import Eg3dPickleError, UnsafePickleError
+from nerfgan_distill.network_pickle import Eg3dPickleError, UnsafePickleError
 from nerfgan_distill.teacher.generator import TriPlaneGenerator
 from nerfgan_distill.teacher.loader import TeacherFormatError, convert, load, save
 from safetensors import safe_open

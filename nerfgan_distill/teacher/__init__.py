@@ -13,7 +13,7 @@ from .. import cameras
 from . import mesh, scenes
 from .bundled_model import BundledTeacherMissing, bundled, bundled_config, load_named
 from .configs import OFFICIAL_CONFIGS, official_config, tiny_config
-from .eg3d_pickle import Eg3dPickleError, UnsafePickleError
+from ..network_pickle import Eg3dPickleError, UnsafePickleError
 from .generator import TriPlaneGenerator
 from ..networks.stylegan2 import set_ops_backend
 from .loader import TeacherFormatError, convert, load, save

@@ -8,7 +8,7 @@ from typing import BinaryIO, Union
 
 import torch
 
-from . import eg3d_pickle
+from .. import network_pickle
 from .generator import TriPlaneGenerator
 from ..formats import ModelFileError, load_state, read_model_file, write_model_file
 
@@ -59,10 +59,10 @@ def load(source: Source, device: Union[str, torch.device] = "cpu", key: str = "G
             return load(f, device, key)
     head = source.read(16)
     source.seek(-len(head), os.SEEK_CUR)
-    kind = _sniff(head, eg3d_pickle._source_name(source))
+    kind = _sniff(head, network_pickle._source_name(source))
     if kind == "pickle":
-        snapshot = eg3d_pickle.read_snapshot(source, keys=[key])
-        model = from_snapshot_record(snapshot[key], f"{eg3d_pickle._source_name(source)}['{key}']")
+        snapshot = network_pickle.read_snapshot(source, keys=[key])
+        model = from_snapshot_record(snapshot[key], f"{network_pickle._source_name(source)}['{key}']")
     else:
         model = _from_safetensors(source)
     return model.to(device)
@@ -89,7 +89,7 @@ def convert(source: Source, destination: Union[str, os.PathLike], key: str = "G_
 
 def from_snapshot_record(record, where: str = "G") -> TriPlaneGenerator:
     """Rebuild our generator from the record of an official TriPlaneGenerator."""
-    if not isinstance(record, eg3d_pickle.PersistentRecord) or record.class_name != "TriPlaneGenerator":
+    if not isinstance(record, network_pickle.PersistentRecord) or record.class_name != "TriPlaneGenerator":
         found = getattr(record, "type_name", type(record).__name__)
         raise TeacherFormatError(f"{where} is a {found}, not an EG3D TriPlaneGenerator")
     _warn_unknown_sources(record, where)
@@ -103,7 +103,7 @@ def from_snapshot_record(record, where: str = "G") -> TriPlaneGenerator:
     model = _build(kwargs, state["neural_rendering_resolution"], where)
     _check_layout(record, model, where)
     _check_plane_axes(record, where)
-    _load_tensors(model, eg3d_pickle.module_tensors(record), where)
+    _load_tensors(model, network_pickle.module_tensors(record), where)
     return model.eval().requires_grad_(False)
 
 
@@ -141,7 +141,7 @@ def _plain(value):
 
 
 def _warn_unknown_sources(record, where: str) -> None:
-    for name, module in eg3d_pickle.iter_modules(record):
+    for name, module in network_pickle.iter_modules(record):
         sha = getattr(module, "module_src_sha256", None)
         if sha is not None and sha not in KNOWN_SOURCES:
             warnings.warn(f"{where}: {name or '<root>'} ({module.class_name}) was pickled from source code that "
@@ -152,7 +152,7 @@ def _warn_unknown_sources(record, where: str) -> None:
 
 def _check_layout(record, model: TriPlaneGenerator, where: str) -> None:
     ours = dict(model.named_modules())
-    for name, module in eg3d_pickle.iter_modules(record):
+    for name, module in network_pickle.iter_modules(record):
         if name in STATELESS_PARTS:
             continue
         if name not in ours:
@@ -177,7 +177,7 @@ def _close(a, b) -> bool:
 
 def _check_plane_axes(record, where: str) -> None:
     try:
-        axes = eg3d_pickle.find_module(record, "renderer").state.get("plane_axes")
+        axes = network_pickle.find_module(record, "renderer").state.get("plane_axes")
     except KeyError:
         return  # renderer not stored as a module: nothing to compare
     if axes is not None and not (isinstance(axes, torch.Tensor) and axes.shape == EG3D_PLANE_AXES.shape
@@ -205,7 +205,7 @@ def _sniff(head: bytes, where: str) -> str:
 
 
 def _from_safetensors(source) -> TriPlaneGenerator:
-    where = eg3d_pickle._source_name(source)
+    where = network_pickle._source_name(source)
     try:
         file = read_model_file(source, expect=FORMAT, versions=(FORMAT_VERSION,))
     except TeacherFormatError:

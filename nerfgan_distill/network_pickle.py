@@ -1,4 +1,4 @@
-"""Read official EG3D network pickles without executing anything in them.
+"""Read official EG3D and StyleGAN2/3 network pickles without executing anything in them.
 
 An official snapshot (``network-snapshot-*.pkl``) is a plain ``pickle.dump`` of a dict whose modules are
 "persistent" objects: each carries the full source text of its Python module and is rebuilt by
@@ -11,7 +11,8 @@ An official snapshot (``network-snapshot-*.pkl``) is a plain ``pickle.dump`` of 
   the non-persistent classes EG3D uses become :class:`ObjectRecord`;
 * storages (``torch.storage._load_from_bytes``) are parsed by hand, with a second restricted unpickler,
   and tensors are built as bounds-checked, contiguous CPU copies;
-* numpy scalars become Python numbers, ``dnnlib.util.EasyDict`` becomes :class:`EasyDict`.
+* numpy scalars become Python numbers, small numeric numpy arrays (StyleGAN3 keeps sizes in them) stay
+  numpy arrays, ``dnnlib.util.EasyDict`` becomes :class:`EasyDict`.
 
 See docs/eg3d.md, section 6, for the format.
 """
@@ -161,6 +162,34 @@ class _DType:
         return np.dtype(self.spec).newbyteorder(order)
 
 
+class _ArrayStub:
+    """A numpy array being rebuilt (``_reconstruct(ndarray, (0,), b'b')`` then BUILD of its state),
+    kept wrapped until the end of the load like a tensor. StyleGAN3's layers keep sizes and sampling
+    rates as small ndarrays; only plain numeric dtypes and small arrays are accepted."""
+
+    __hash__ = None
+    MAX_ELEMENTS = 1 << 16
+
+    def __init__(self, where: str):
+        self.where, self.array = where, None
+
+    def _build(self, state):
+        if (not isinstance(state, tuple) or len(state) != 5 or state[0] != 1 or not isinstance(state[2], _DType)
+                or not isinstance(state[4], bytes) or not isinstance(state[3], bool)):
+            raise Eg3dPickleError(f"{self.where}: numpy array with an unexpected state {state!r:.200}")
+        shape, dtype, data = _int_tuple(state[1], f"{self.where}: numpy array shape"), state[2].numpy(), state[4]
+        count = math.prod(shape)
+        if count > self.MAX_ELEMENTS or len(data) != count * dtype.itemsize:
+            raise Eg3dPickleError(f"{self.where}: numpy array of shape {shape} and dtype {dtype} "
+                                  f"with {len(data)} bytes (at most {self.MAX_ELEMENTS} elements allowed)")
+        order = "F" if state[3] else "C"
+        self.array = np.frombuffer(data, dtype=dtype).reshape(shape, order=order).copy()
+
+
+class _NdarrayType:
+    """Stand-in for the ``numpy.ndarray`` global; only ``_reconstruct`` accepts it."""
+
+
 # ---------------------------------------------------------------------------------------------------
 # Unpickler base
 
@@ -299,13 +328,16 @@ _ALLOWED = {
     ("numpy.core.multiarray", "scalar"): "_numpy_scalar",  # numpy 1.x
     ("numpy._core.multiarray", "scalar"): "_numpy_scalar",  # numpy 2.x
     ("numpy", "dtype"): "_numpy_dtype",
+    ("numpy", "ndarray"): "_numpy_ndarray",
+    ("numpy.core.multiarray", "_reconstruct"): "_numpy_reconstruct",  # numpy arrays (StyleGAN3)
+    ("numpy._core.multiarray", "_reconstruct"): "_numpy_reconstruct",
 }
 
 
 class _RestrictedUnpickler(_SafeUnpickler):
     """``find_class`` hands out methods of this object or per-load record classes; nothing is imported."""
 
-    build_types = (ObjectRecord, _DType)
+    build_types = (ObjectRecord, _DType, _ArrayStub)
 
     def __init__(self, file, where: str):
         super().__init__(file)
@@ -326,7 +358,7 @@ class _RestrictedUnpickler(_SafeUnpickler):
                 self._object_classes[qualified] = type(name, (ObjectRecord,), {"qualified_name": qualified})
             return self._object_classes[qualified]
         raise UnsafePickleError(f"{self.where}: refusing global {qualified!r}: it is not on the "
-                                "allow-list of eg3d_pickle, so nothing of it was imported or run")
+                                "allow-list of network_pickle, so nothing of it was imported or run")
 
     def persistent_load(self, pid):
         raise Eg3dPickleError(f"{self.where}: unexpected persistent id in the main pickle")
@@ -411,6 +443,13 @@ class _RestrictedUnpickler(_SafeUnpickler):
     def _numpy_dtype(self, spec, align=False, copy=True):
         return _DType(spec, align, copy)
 
+    _numpy_ndarray = _NdarrayType
+
+    def _numpy_reconstruct(self, cls, shape, typecode):
+        if cls is not _NdarrayType or shape != (0,) or typecode != b"b":
+            raise Eg3dPickleError(f"{self.where}: numpy _reconstruct only of a plain ndarray")
+        return _ArrayStub(self.where)
+
     def _numpy_scalar(self, dtype, data=None):
         if not isinstance(dtype, _DType) or not isinstance(data, bytes):
             raise Eg3dPickleError(f"{self.where}: numpy scalar needs a numeric dtype and bytes")
@@ -448,6 +487,11 @@ def _unwrap(obj, memo: dict, active: set):
     if isinstance(obj, _TensorStub):
         memo[key] = obj.tensor
         return obj.tensor
+    if isinstance(obj, _ArrayStub):
+        if obj.array is None:
+            raise Eg3dPickleError(f"{obj.where}: numpy array without its state")
+        memo[key] = obj.array
+        return obj.array
     if isinstance(obj, (str, bytes, bytearray, int, float, complex, type(None), torch.Tensor)):
         return obj
     memo[key] = obj
@@ -481,7 +525,7 @@ _LOAD_ERRORS = (EOFError, pickle.UnpicklingError, struct.error, ValueError, Type
 def load_pickle(source: str | os.PathLike | BinaryIO) -> Any:
     """Load any pickle under the EG3D allow-list; returns the root object with records for modules."""
     if sys.byteorder != "little":
-        raise Eg3dPickleError("eg3d_pickle needs a little-endian host")
+        raise Eg3dPickleError("network_pickle needs a little-endian host")
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as f:
             return _load(f, _source_name(source))
