@@ -11,8 +11,10 @@ from types import ModuleType
 
 import torch
 
-# Must match ngd::DType in csrc/include/nerfgan_distill/common.h.
-DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+from .kernel_codes import DTYPE
+
+DTYPE_CODES = {dtype: DTYPE[str(dtype).removeprefix("torch.")]
+               for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16)}
 
 _module: ModuleType | None = None
 _error: str | None = None

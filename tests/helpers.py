@@ -69,3 +69,12 @@ def write_tiny_teacher(path, seed: int = 7):
     G.neural_rendering_resolution = resolution
     teacher.save(G, path)
     return path
+
+
+def call_native(native, kernel: str, params: str, threads: int = 1, **fields):
+    """_C.<kernel>_cpu on a _C.<params> struct filled by field name (tensors as addresses,
+    None as a null pointer): the native entry point with nothing of ops/ in between."""
+    struct = getattr(native, params)()
+    for name, value in fields.items():
+        setattr(struct, name, value.data_ptr() if isinstance(value, torch.Tensor) else (0 if value is None else value))
+    getattr(native, f"{kernel}_cpu")(struct, threads)

@@ -299,7 +299,7 @@ def test_auto_backend_uses_the_native_cpu_kernel(monkeypatch):
     monkeypatch.setattr(_native, "load", lambda: Spy())
     x, b = make_inputs((2, 3), 1, "cpu")
     ops.bias_act(x, b, act="relu")
-    assert calls == ["bias_act_cpu"]
+    assert calls == ["BiasActParams", "bias_act_forward_cpu"]
 
 
 # --- bad inputs ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import backend_params, in_layout
+from helpers import backend_params, call_native, in_layout
 from nerfgan_distill import _native, ops
 from nerfgan_distill.ops import bias_act_ref, modulated_conv2d_ref
 from nerfgan_distill.ops._common import compute_dtype
@@ -557,19 +557,19 @@ def test_cpu_twin_results_do_not_depend_on_the_thread_count():
 def _native_args(**changes):
     """Arguments of _C.modulated_conv2d_forward_cpu for a tiny valid call, with `changes`."""
     x, w, s, out = torch.ones(1, 2, 3, 3), torch.ones(3, 3, 4, 2), torch.ones(1, 2), torch.empty(1, 4, 3, 3)
-    args = dict(pointers=[x.data_ptr(), w.data_ptr(), s.data_ptr(), 0, 0, 0, out.data_ptr(), 0],
-                sizes=[1, 2, 4, 3, 3, 3, 3, 3, 3], x_strides=list(x.stride()), noise_strides=[0, 0, 0, 0],
-                out_strides=list(out.stride()), padding=[1, 1], act=0, epilogue=[0.0, 1.0, -1.0], out_compute=False,
-                dtype=0, threads=1)
+    sx, so = x.stride(), out.stride()
+    args = dict(x=x, weight=w, s=s, out=out, n=1, i=2, o=4, h=3, w=3, kh=3, kw=3, oh=3, ow=3,
+                sx_n=sx[0], sx_c=sx[1], sx_h=sx[2], sx_w=sx[3], so_n=so[0], so_c=so[1], so_h=so[2], so_w=so[3],
+                pad_x0=1, pad_y0=1, act=0, alpha=0.0, gain=1.0, clamp=-1.0, dtype=0, threads=1)
     args.update(changes)
     return args, (x, w, s, out)
 
 
 @pytest.mark.parametrize("changes,match", [
-    (dict(sizes=[1, 2, 4, 3, -3, 3, 3, 3, 3]), "sizes must be >= 0"),
-    (dict(sizes=[1, 2, 4, 3, 3, 0, 3, 3, 3]), "kernel height and width"),
-    (dict(sizes=[1, 0, 4, 3, 3, 3, 3, 3, 3]), "x must not be empty"),
-    (dict(pointers=[0, 1, 1, 0, 0, 0, 1, 0]), "must not be null"),
+    (dict(w=-3), "sizes must be >= 0"),
+    (dict(kh=0), "kernel height and width"),
+    (dict(i=0), "x must not be empty"),
+    (dict(x=None), "must not be null"),
     (dict(act=99), "unknown activation code"),
     (dict(dtype=7), "unknown dtype code"),
     (dict(threads=0), "threads must be >= 1"),
@@ -578,9 +578,9 @@ def test_native_entry_point_rejects_impossible_calls(changes, match):
     native = _native.load()
     args, tensors = _native_args(**changes)
     with pytest.raises(ValueError, match=match):
-        native.modulated_conv2d_forward_cpu(**args)
+        call_native(native, "modulated_conv2d_forward", "ModulatedConv2dParams", **args)
     args, tensors = _native_args()  # and the unchanged call runs
-    native.modulated_conv2d_forward_cpu(**args)
+    call_native(native, "modulated_conv2d_forward", "ModulatedConv2dParams", **args)
     assert torch.equal(tensors[3], MODCONV._cpu_twin(tensors[0], torch.ones(4, 2, 3, 3), tensors[2], padding=1,
                                                      demodulate=False))
 
@@ -589,19 +589,20 @@ def _weight_grad_args(**changes):
     """Arguments of _C.modulated_conv2d_weight_grad_cpu for a tiny valid call, with `changes`."""
     g, x, d, s = torch.ones(1, 4, 3, 3), torch.ones(1, 2, 3, 3), torch.ones(1, 4), torch.ones(1, 2)
     partial = torch.full((1, 3, 3, 4, 2), float("nan"))
-    args = dict(pointers=[t.data_ptr() for t in (g, x, d, s, partial)], sizes=[1, 2, 4, 3, 3, 3, 3, 3, 3],
-                g_strides=list(g.stride()), x_strides=list(x.stride()), padding=[1, 1], splits=[1, 1, 9], dtype=0,
-                threads=1)
+    sg, sx = g.stride(), x.stride()
+    args = dict(g=g, x=x, d=d, s=s, partial=partial, n=1, i=2, o=4, h=3, w=3, kh=3, kw=3, oh=3, ow=3,
+                sg_n=sg[0], sg_c=sg[1], sg_h=sg[2], sg_w=sg[3], sx_n=sx[0], sx_c=sx[1], sx_h=sx[2], sx_w=sx[3],
+                pad_x0=1, pad_y0=1, samples_per_split=1, pixel_splits=1, pixels_per_split=9, dtype=0, threads=1)
     args.update(changes)
     return args, (g, x, d, s, partial)
 
 
 @pytest.mark.parametrize("changes,match", [
-    (dict(sizes=[1, 2, 4, 3, 3, 3, 3, -3, 3]), "sizes must be >= 0"),
-    (dict(sizes=[1, 2, 4, 3, 3, 3, 0, 3, 3]), "kernel height and width"),
-    (dict(splits=[1, 0, 9]), "splits must be >= 1"),
-    (dict(pointers=[1, 1, 1, 1, 0]), "must not be null"),
-    (dict(pointers=[0, 1, 1, 1, 1]), "must not be null"),
+    (dict(oh=-3), "sizes must be >= 0"),
+    (dict(kw=0), "kernel height and width"),
+    (dict(pixel_splits=0), "splits must be >= 1"),
+    (dict(partial=None), "must not be null"),
+    (dict(g=None), "must not be null"),
     (dict(dtype=7), "unknown dtype code"),
     (dict(threads=0), "threads must be >= 1"),
 ])
@@ -609,9 +610,9 @@ def test_native_weight_grad_entry_point_rejects_impossible_calls(changes, match)
     native = _native.load()
     args, _ = _weight_grad_args(**changes)
     with pytest.raises(ValueError, match=match):
-        native.modulated_conv2d_weight_grad_cpu(**args)
+        call_native(native, "modulated_conv2d_weight_grad", "ModulatedConv2dWeightGradParams", **args)
     args, (g, x, d, s, partial) = _weight_grad_args()  # and the unchanged call runs
-    native.modulated_conv2d_weight_grad_cpu(**args)
+    call_native(native, "modulated_conv2d_weight_grad", "ModulatedConv2dWeightGradParams", **args)
     want = torch.nn.grad.conv2d_weight(x, (4, 2, 3, 3), g, padding=1)
     torch.testing.assert_close(partial[0].permute(2, 3, 0, 1), want)
 

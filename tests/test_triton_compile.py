@@ -28,7 +28,7 @@ for dtype, acts, flags in [("fp16", range(9), [(True, True)]), ("bf16", [2], [(T
                            ("fp32", range(9), [(True, False), (False, True)]), ("fp64", [3, 8], [(True, True)])]:
     for act, mode, (has_bias, has_clamp) in itertools.product(acts, range(3), flags):
         types = [f"*{dtype}"] * 5 + ["i64"] * 3 + ["fp32"] * 3 + ["constexpr"] * 6
-        compile_sm90(k.bias_act_kernel, dict(zip(names, types)),
+        compile_sm90(k.bias_act_forward_kernel, dict(zip(names, types)),
                      dict(ACT=act, MODE=mode, HAS_BIAS=has_bias, HAS_CLAMP=has_clamp, FP64=dtype == "fp64", BLOCK=1024))
         count += 1
 print("compiled", count)
@@ -42,7 +42,7 @@ count = 0
 for dtype, (up, down, fh, fw) in itertools.product(["fp16", "bf16", "fp32", "fp64"],
                                                     [(2, 1, 4, 4), (1, 2, 4, 4), (1, 1, 4, 4), (3, 2, 8, 8), (1, 1, 1, 1)]):
     types = [f"*{dtype}", "*fp64" if dtype == "fp64" else "*fp32", f"*{dtype}"] + ["i64"] * 14 + ["i32"] * 2 + ["constexpr"] * 8
-    compile_sm90(k.upfirdn2d_kernel, dict(zip(names, types)),
+    compile_sm90(k.upfirdn2d_forward_kernel, dict(zip(names, types)),
                  dict(UP_X=up, UP_Y=up, DOWN_X=down, DOWN_Y=down, FH=fh, FW=fw, FP64=dtype == "fp64", BLOCK=256))
     count += 1
 print("compiled", count)
@@ -61,7 +61,7 @@ for dtype, axes in [("fp32", [0, 1, 0, 2, 2, 0]), ("bf16", [0, 1, 0, 2, 2, 0]), 
              "scale_bits"]
     types = [f"*{dtype}", f"*{comp}", f"*{dtype}"] + ["i32"] * 4 + ["i64"] * 6
     signature = dict(zip(names, types), **{name: "constexpr" for name in consts})
-    compile_sm90(k.sample_triplanes_fwd_kernel, signature, consts)
+    compile_sm90(k.sample_triplanes_forward_kernel, signature, consts)
     count += 1
     for grad_planes, grad_coords in [(True, True), (False, True)]:
         names = ["planes_ptr", "coords_ptr", "grad_out_ptr", "gp_ptr", "gc_ptr", "M", "C", "H", "W",
@@ -69,7 +69,7 @@ for dtype, axes in [("fp32", [0, 1, 0, 2, 2, 0]), ("bf16", [0, 1, 0, 2, 2, 0]), 
         types = [f"*{dtype}", f"*{comp}", f"*{dtype}", f"*{comp}", f"*{comp}"] + ["i32"] * 4 + ["i64"] * 11
         bwd = dict(axes, HAS_GRAD_PLANES=grad_planes, HAS_GRAD_COORDS=grad_coords, **tiles)
         signature = dict(zip(names, types), **{name: "constexpr" for name in bwd})
-        compile_sm90(k.sample_triplanes_bwd_kernel, signature, bwd)
+        compile_sm90(k.sample_triplanes_backward_kernel, signature, bwd)
         count += 1
 print("compiled", count)
 """
@@ -83,11 +83,11 @@ for dtype, white_back in itertools.product(["fp32", "bf16", "fp16", "fp64"], [Fa
     names = ["colors_ptr", "densities_ptr", "depths_ptr", "range_ptr", "rgb_ptr", "depth_ptr", "weights_ptr",
              "R", "S", "C"]
     types = [f"*{dtype}"] * 3 + [f"*{comp}"] + [f"*{dtype}"] * 3 + ["i32"] * 3
-    compile_sm90(k.composite_rays_fwd_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}), consts)
+    compile_sm90(k.composite_rays_forward_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}), consts)
     names = ["colors_ptr", "densities_ptr", "depths_ptr", "range_ptr", "weights_ptr", "grad_rgb_ptr",
              "grad_depth_ptr", "grad_weights_ptr", "trans_ptr", "grad_colors_ptr", "grad_densities_ptr", "R", "S", "C"]
     types = [f"*{dtype}"] * 3 + [f"*{comp}"] + [f"*{dtype}"] * 4 + [f"*{comp}"] + [f"*{dtype}"] * 2 + ["i32"] * 3
-    compile_sm90(k.composite_rays_bwd_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}), consts)
+    compile_sm90(k.composite_rays_backward_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}), consts)
     count += 2
 print("compiled", count)
 """
@@ -110,7 +110,7 @@ for dtype, axes, auto, disparity, white_back, stochastic, fine, (br, bs, bc, bo)
     consts = dict(zip([f"AX{i}" for i in range(6)], axes), AUTO=auto, DISPARITY=disparity, WHITE_BACK=white_back,
                   STOCHASTIC=stochastic, HAS_FINE=fine, FP64=dtype == "fp64", BLOCK_R=br, BLOCK_S=bs, BLOCK_C=bc,
                   BLOCK_O=bo)
-    compile_sm90(k.render_triplanes_fwd_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}), consts)
+    compile_sm90(k.render_triplanes_forward_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}), consts)
     count += 1
 print("compiled", count)
 """
@@ -121,7 +121,7 @@ names = ["depths_ptr", "weights_ptr", "u_ptr", "out_ptr", "R", "D", "DI", "BLOCK
 count = 0
 for dtype, (br, bk) in [("fp32", (64, 64)), ("fp32", (8, 512)), ("fp64", (64, 8))]:  # EG3D's 48, the most, tiny
     types = [f"*{dtype}"] * 4 + ["i32"] * 3 + ["constexpr"] * 2
-    compile_sm90(k.importance_depths_kernel, dict(zip(names, types)), dict(BLOCK_R=br, BLOCK_K=bk))
+    compile_sm90(k.importance_depths_forward_kernel, dict(zip(names, types)), dict(BLOCK_R=br, BLOCK_K=bk))
     count += 1
 print("compiled", count)
 """
@@ -145,7 +145,7 @@ for dtype, ksize, demod, noise, bias, act, clamp, store_v, (bo, bi, bp) in [
     consts = dict(KH=ksize, KW=ksize, DEMOD=demod, HAS_NOISE=noise, HAS_BIAS=bias, ACT=act, HAS_CLAMP=clamp,
                   STORE_V=store_v, USE_DOT=dtype != "fp64", LOWP_DOT=dtype in ("fp16", "bf16"), FP64=dtype == "fp64",
                   BLOCK_O=bo, BLOCK_I=bi, BLOCK_P=bp)
-    compile_sm90(k.modconv_fwd_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}), consts)
+    compile_sm90(k.modulated_conv2d_forward_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}), consts)
     count += 1
 names = ["g_ptr", "x_ptr", "d_ptr", "s_ptr", "ws_ptr", "N", "I", "O", "H", "W", "OW", "P", "samples_per_split",
          "pixel_splits", "pixels_per_split", "sgn", "sgc", "sgh", "sgw", "sxn", "sxc", "sxh", "sxw", "pad_x0", "pad_y0"]
@@ -156,7 +156,8 @@ for dtype, ksize, strides, (bo, bi, bp) in [("fp16", 3, "i64", (64, 64, 64)), ("
     types = [f"*{dtype}"] * 2 + [f"*{comp}"] * 3 + ["i32"] * 10 + [strides] * 8 + ["i32"] * 2
     consts = dict(KH=ksize, KW=ksize, USE_DOT=dtype != "fp64", LOWP_DOT=dtype in ("fp16", "bf16"),
                   FP64=dtype == "fp64", BLOCK_O=bo, BLOCK_I=bi, BLOCK_P=bp)
-    compile_sm90(k.modconv_wgrad_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}), consts)
+    compile_sm90(k.modulated_conv2d_weight_grad_kernel, dict(zip(names, types), **{n: "constexpr" for n in consts}),
+                 consts)
     count += 1
 print("compiled", count)
 """

@@ -57,7 +57,7 @@ for stage in "$@"; do
         step "sanitize_$tool" compute-sanitizer --tool "$tool" --error-exitcode 1 python3 tools/sanitize_kernels.py
       done ;;
     bench)
-      for op in ${BENCH_OPS:-bias_act upfirdn2d modulated_conv2d sample_triplanes composite_rays render_triplanes}; do
+      for op in ${BENCH_OPS:-bias_act upfirdn2d modulated_conv2d sample_triplanes composite_rays importance_depths render_triplanes filtered_lrelu}; do
         step "bench_$op" nerfgan-distill bench --op "$op" --device cuda --dtype float32 --dtype float16 \
           --dtype bfloat16 ${BENCH_ARGS:-} --out "$work"
       done ;;

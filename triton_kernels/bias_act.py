@@ -9,11 +9,20 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ..kernel_codes import ACT, BIAS_ACT_MODE
 from ._common import to_compute
 
-# Activation and mode codes: the same numbers as the C++ enums.
-LINEAR, RELU, LRELU, TANH, SIGMOID, ELU, SELU, SOFTPLUS, SWISH = range(9)
-FORWARD, GRAD, GRAD2 = range(3)
+# Activation and mode codes (kernel_codes, as the C++ enums), constexpr so kernels can branch on them.
+_RELU: tl.constexpr = tl.constexpr(ACT["relu"])
+_LRELU: tl.constexpr = tl.constexpr(ACT["lrelu"])
+_TANH: tl.constexpr = tl.constexpr(ACT["tanh"])
+_SIGMOID: tl.constexpr = tl.constexpr(ACT["sigmoid"])
+_ELU: tl.constexpr = tl.constexpr(ACT["elu"])
+_SELU: tl.constexpr = tl.constexpr(ACT["selu"])
+_SOFTPLUS: tl.constexpr = tl.constexpr(ACT["softplus"])
+_SWISH: tl.constexpr = tl.constexpr(ACT["swish"])
+_FORWARD: tl.constexpr = tl.constexpr(BIAS_ACT_MODE["forward"])
+_GRAD: tl.constexpr = tl.constexpr(BIAS_ACT_MODE["grad"])
 
 _SELU_SCALE: tl.constexpr = tl.constexpr(1.0507009873554804934193349852946)
 _SELU_NEG: tl.constexpr = tl.constexpr(1.0507009873554804934193349852946 * 1.6732632423543772848170429916717)
@@ -25,41 +34,41 @@ def _activation(s, alpha, ACT: tl.constexpr):
     zero = tl.zeros_like(s)  # not s * 0: that is NaN for infinite s
     one = zero + 1
     # Selects keep NaN as torch does; tl.minimum would not.
-    if ACT == 1:  # relu
+    if ACT == _RELU:  # relu
         f = tl.where(s <= 0, zero, s)
         d1 = tl.where(s <= 0, zero, one)
         d2 = zero
-    elif ACT == 2:  # lrelu
+    elif ACT == _LRELU:  # lrelu
         f = tl.where(s > 0, s, s * alpha)
         d1 = tl.where(s > 0, one, one * alpha)
         d2 = zero
-    elif ACT == 3:  # tanh, through exp of a non-positive argument (no overflow)
+    elif ACT == _TANH:  # tanh, through exp of a non-positive argument (no overflow)
         e = tl.exp(-2 * tl.abs(s))
         t = (1 - e) / (1 + e)
         f = tl.where(s < 0, -t, t)
         d1 = 1 - f * f
         d2 = -2 * f * d1
-    elif ACT == 4:  # sigmoid
+    elif ACT == _SIGMOID:  # sigmoid
         f = 1 / (1 + tl.exp(-s))
         d1 = f * (1 - f)
         d2 = d1 * (1 - 2 * f)
-    elif ACT == 5:  # elu; torch tests s <= 0, so NaN takes the positive branch
+    elif ACT == _ELU:  # elu; torch tests s <= 0, so NaN takes the positive branch
         e = tl.exp(tl.where(s <= 0, s, zero))
         f = tl.where(s <= 0, e - 1, s)
         d1 = tl.where(s <= 0, e, one)
         d2 = tl.where(s <= 0, e, zero)
-    elif ACT == 6:  # selu
+    elif ACT == _SELU:  # selu
         e = tl.exp(tl.where(s <= 0, s, zero)) * _SELU_NEG
         f = tl.where(s <= 0, e - _SELU_NEG, s * _SELU_SCALE)
         d1 = tl.where(s <= 0, e, one * _SELU_SCALE)
         d2 = tl.where(s <= 0, e, zero)
-    elif ACT == 7:  # softplus (beta 1, threshold 20, as torch)
+    elif ACT == _SOFTPLUS:  # softplus (beta 1, threshold 20, as torch)
         z = tl.exp(tl.where(s > 20, zero + 20, s))
         f = tl.where(s > 20, s, tl.log(1 + z))
         sig = z / (z + 1)
         d1 = tl.where(s > 20, one, sig)
         d2 = tl.where(s > 20, zero, sig / (z + 1))
-    elif ACT == 8:  # swish
+    elif ACT == _SWISH:  # swish
         sig = 1 / (1 + tl.exp(-s))
         f = s * sig
         d1 = sig * (1 + s * (1 - sig))
@@ -72,7 +81,7 @@ def _activation(s, alpha, ACT: tl.constexpr):
 
 
 @triton.jit
-def bias_act_kernel(x_ptr, b_ptr, g_ptr, h_ptr, out_ptr, numel, bias_stride, bias_size,
+def bias_act_forward_kernel(x_ptr, b_ptr, g_ptr, h_ptr, out_ptr, numel, bias_stride, bias_size,
                     alpha, gain, clamp,
                     ACT: tl.constexpr, MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
                     HAS_CLAMP: tl.constexpr, FP64: tl.constexpr, BLOCK: tl.constexpr):
@@ -83,13 +92,13 @@ def bias_act_kernel(x_ptr, b_ptr, g_ptr, h_ptr, out_ptr, numel, bias_stride, bia
         s += to_compute(tl.load(b_ptr + (offs // bias_stride) % bias_size, mask=inside, other=0), FP64)
     f, d1, d2 = _activation(s, alpha, ACT)
     y = f * gain
-    if MODE == 0:
+    if MODE == _FORWARD:
         out = y
         if HAS_CLAMP:
             out = tl.where(y < -clamp, -clamp, tl.where(y > clamp, clamp, y))  # NaN passes
     else:
         g = to_compute(tl.load(g_ptr + offs, mask=inside, other=0), FP64)
-        if MODE == 1:
+        if MODE == _GRAD:
             out = g * gain * d1
         else:
             h = to_compute(tl.load(h_ptr + offs, mask=inside, other=0), FP64)
@@ -99,17 +108,17 @@ def bias_act_kernel(x_ptr, b_ptr, g_ptr, h_ptr, out_ptr, numel, bias_stride, bia
     tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=inside)
 
 
-INTERPRETED = type(bias_act_kernel).__name__ == "InterpretedFunction"
+INTERPRETED = type(bias_act_forward_kernel).__name__ == "InterpretedFunction"
 _BLOCK = 1024
 
 
-def launch(x, b, g, h, out, bias_stride, bias_size, act, mode, alpha, gain, clamp):
+def forward(x, b, g, h, out, bias_stride, bias_size, act, mode, alpha, gain, clamp):
     """Run the kernel on tensors already laid out by the caller (dense, same strides)."""
     numel = x.numel()
     if numel == 0:
         return
     grid = (triton.cdiv(numel, _BLOCK),)
-    bias_act_kernel[grid](
+    bias_act_forward_kernel[grid](
         x, b if b is not None else x, g if g is not None else x, h if h is not None else x, out,
         numel, bias_stride, bias_size, float(alpha), float(gain), float(clamp),
         ACT=act, MODE=mode, HAS_BIAS=b is not None, HAS_CLAMP=clamp >= 0,

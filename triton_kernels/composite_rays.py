@@ -1,7 +1,7 @@
 """composite_rays in Triton (EG3D's MipRayMarcher2): one program per block of rays,
 a sequential walk over each ray's intervals, the channels as a vector.
 
-Same contract as csrc/include/nerfgan_distill/composite.h: colors [rays, S, C],
+Same contract as csrc/include/nerfgan_distill/composite_rays.h: colors [rays, S, C],
 densities and depths [rays, S], all dense and of one dtype; depth_range the global
 (min, max) depth in compute precision; rgb [rays, C], depth [rays] and weights
 [rays, S-1] dense. The backward walks each ray forward (saving the transmittance in
@@ -44,7 +44,7 @@ def _rays(R, S, C, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
 
 
 @triton.jit
-def composite_rays_fwd_kernel(colors_ptr, densities_ptr, depths_ptr, range_ptr, rgb_ptr, depth_ptr, weights_ptr,
+def composite_rays_forward_kernel(colors_ptr, densities_ptr, depths_ptr, range_ptr, rgb_ptr, depth_ptr, weights_ptr,
                               R, S, C, WHITE_BACK: tl.constexpr, FP64: tl.constexpr,
                               BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
     r, r_mask, chan, mask, row, crow = _rays(R, S, C, BLOCK_R, BLOCK_C)
@@ -84,7 +84,7 @@ def composite_rays_fwd_kernel(colors_ptr, densities_ptr, depths_ptr, range_ptr, 
 
 
 @triton.jit
-def composite_rays_bwd_kernel(colors_ptr, densities_ptr, depths_ptr, range_ptr, weights_ptr,
+def composite_rays_backward_kernel(colors_ptr, densities_ptr, depths_ptr, range_ptr, weights_ptr,
                               grad_rgb_ptr, grad_depth_ptr, grad_weights_ptr, trans_ptr,
                               grad_colors_ptr, grad_densities_ptr, R, S, C, WHITE_BACK: tl.constexpr,
                               FP64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
@@ -168,7 +168,7 @@ def forward(colors, densities, depths, depth_range, rgb, depth, weights, white_b
     if rays == 0:
         return
     grid, block_r, block_c = _grid(rays, c)
-    composite_rays_fwd_kernel[grid](
+    composite_rays_forward_kernel[grid](
         colors, densities, depths, depth_range, rgb, depth, weights, rays, s, c,
         WHITE_BACK=bool(white_back), FP64=depth_range.element_size() == 8, BLOCK_R=block_r, BLOCK_C=block_c)
 
@@ -181,7 +181,7 @@ def backward(colors, densities, depths, depth_range, weights, grad_rgb, grad_dep
     if rays == 0:
         return
     grid, block_r, block_c = _grid(rays, c)
-    composite_rays_bwd_kernel[grid](
+    composite_rays_backward_kernel[grid](
         colors, densities, depths, depth_range, weights, grad_rgb, grad_depth, grad_weights, transmittance,
         grad_colors, grad_densities, rays, s, c,
         WHITE_BACK=bool(white_back), FP64=depth_range.element_size() == 8, BLOCK_R=block_r, BLOCK_C=block_c)

@@ -2,7 +2,7 @@
 smoothing, then sample_pdf's inverse cdf), for a block of rays per program.
 
 Same contract and per-ray math as importance_cdf and importance_depth in
-csrc/include/nerfgan_distill/render.h: depths [rays, D] (sorted along D), weights
+csrc/include/nerfgan_distill/render_triplanes.h: depths [rays, D] (sorted along D), weights
 [rays, D-1], u [rays, Di] and out [rays, Di], all dense and in the compute type (fp32, or
 fp64 for fp64). A ray's cdf is a [BLOCK_R, BLOCK_K] tile (BLOCK_K the power of two >=
 D - 2, the cdf's D - 3 + 1 entries): the inner smoothed weights plus eps, divided by
@@ -16,17 +16,18 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ..kernel_codes import RENDER_MAX_SAMPLES
 from .render_triplanes import _col_at, _nan_max
 
-# The most coarse depths per ray (render.h's kMaxSamples, as the C++ kernels); the op
+# The most coarse depths per ray (kernel_codes' RENDER_MAX_SAMPLES, as the C++ kernels); the op
 # checks it before launching.
-MAX_COARSE = 512
+MAX_COARSE = RENDER_MAX_SAMPLES
 
 _PDF_EPS: tl.constexpr = tl.constexpr(1e-5)  # sample_pdf's eps
 
 
 @triton.jit
-def importance_depths_kernel(depths_ptr, weights_ptr, u_ptr, out_ptr, R, D, DI,
+def importance_depths_forward_kernel(depths_ptr, weights_ptr, u_ptr, out_ptr, R, D, DI,
                              BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
     r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
     r_mask = r < R
@@ -75,5 +76,5 @@ def forward(depths, weights, u, out):
         return
     block_k = triton.next_power_of_2(d - 2)
     block_r = max(1, min(64, 4096 // block_k))
-    importance_depths_kernel[(triton.cdiv(rays, block_r),)](depths, weights, u, out, rays, d, di,
+    importance_depths_forward_kernel[(triton.cdiv(rays, block_r),)](depths, weights, u, out, rays, d, di,
                                                             BLOCK_R=block_r, BLOCK_K=block_k)

@@ -13,7 +13,7 @@ clamp; stored once in the output's dtype and layout. Optionally it also stores v
 demodulated convolution before noise and epilogue, for the backward pass.
 
 The same kernel computes dL/dx (up to the styles) on dL/dconv with the transposed,
-flipped weight; modconv_wgrad_kernel computes dL/dweight (see launch_weight_grad).
+flipped weight; modulated_conv2d_weight_grad_kernel computes dL/dweight (see weight_grad).
 
 Contract (the launcher's caller prepares it):
 - x [N, I, H, W] and out [N, O, OH, OW] in any strides (v, if stored, in out's strides);
@@ -37,7 +37,7 @@ from .bias_act import _activation
 
 
 @triton.jit
-def modconv_fwd_kernel(x_ptr, w_ptr, s_ptr, d_ptr, noise_ptr, b_ptr, out_ptr, v_ptr,
+def modulated_conv2d_forward_kernel(x_ptr, w_ptr, s_ptr, d_ptr, noise_ptr, b_ptr, out_ptr, v_ptr,
                        I, O, H, W, OW, P,
                        sxn, sxc, sxh, sxw, snn, snc, snh, snw, son, soc, soh, sow,
                        pad_x0, pad_y0, alpha, gain, clamp,
@@ -105,7 +105,7 @@ def modconv_fwd_kernel(x_ptr, w_ptr, s_ptr, d_ptr, noise_ptr, b_ptr, out_ptr, v_
     tl.store(out_ptr + out_offs, y.to(out_ptr.dtype.element_ty), mask=out_ok)
 
 
-INTERPRETED = type(modconv_fwd_kernel).__name__ == "InterpretedFunction"
+INTERPRETED = type(modulated_conv2d_forward_kernel).__name__ == "InterpretedFunction"
 
 
 def _pow2(v: int, lo: int, hi: int) -> int:
@@ -120,7 +120,7 @@ def _dot_mode(dtype) -> tuple[bool, bool]:
     return dtype.itemsize == 8, lowp
 
 
-def launch(x, w, s, d, noise, bias, out, pad_x0, pad_y0, act, alpha, gain, clamp, v=None):
+def forward(x, w, s, d, noise, bias, out, pad_x0, pad_y0, act, alpha, gain, clamp, v=None):
     """Run the kernel on prepared tensors (see the module docstring); clamp < 0 means none.
     v, if given (out's shape and strides), receives the demodulated conv before noise/epilogue."""
     n, in_channels, h, wd = x.shape
@@ -138,7 +138,7 @@ def launch(x, w, s, d, noise, bias, out, pad_x0, pad_y0, act, alpha, gain, clamp
         block_o, block_i, block_p = _pow2(out_channels, 1, 16), _pow2(in_channels, 1, 8), _pow2(pixels, 1, 32)
     grid = (triton.cdiv(pixels, block_p), triton.cdiv(out_channels, block_o), n)
     noise_strides = noise.stride() if noise is not None else (0, 0, 0, 0)
-    modconv_fwd_kernel[grid](
+    modulated_conv2d_forward_kernel[grid](
         x, w, s, d if d is not None else s, noise if noise is not None else x, bias if bias is not None else s, out,
         v if v is not None else out,
         in_channels, out_channels, h, wd, ow, pixels,
@@ -150,7 +150,7 @@ def launch(x, w, s, d, noise, bias, out, pad_x0, pad_y0, act, alpha, gain, clamp
 
 
 @triton.jit
-def modconv_wgrad_kernel(g_ptr, x_ptr, d_ptr, s_ptr, ws_ptr,
+def modulated_conv2d_weight_grad_kernel(g_ptr, x_ptr, d_ptr, s_ptr, ws_ptr,
                          N, I, O, H, W, OW, P, samples_per_split, pixel_splits, pixels_per_split,
                          sgn, sgc, sgh, sgw, sxn, sxc, sxh, sxw,
                          pad_x0, pad_y0,
@@ -207,7 +207,7 @@ def modconv_wgrad_kernel(g_ptr, x_ptr, d_ptr, s_ptr, ws_ptr,
              acc.to(ws_ptr.dtype.element_ty), mask=o_ok[:, None] & i_ok[None, :])
 
 
-def launch_weight_grad(g, x, d, s, partial, pad_x0, pad_y0, samples_per_split, pixel_splits, pixels_per_split):
+def weight_grad(g, x, d, s, partial, pad_x0, pad_y0, samples_per_split, pixel_splits, pixels_per_split):
     """partial[j, ky, kx, o, i] = the sum over reduction split j of d[n, o] s[n, i] g[n, o, p]
     x[n, i, p + (ky, kx) - pad]: split j covers samples [j // pixel_splits * samples_per_split,
     + samples_per_split) and of each the pixels [(j % pixel_splits) * pixels_per_split,
@@ -222,7 +222,7 @@ def launch_weight_grad(g, x, d, s, partial, pad_x0, pad_y0, samples_per_split, p
     if fp64:
         block_o, block_i, block_p = _pow2(out_channels, 1, 16), _pow2(in_channels, 1, 16), _pow2(pixels, 1, 16)
     tiles = triton.cdiv(out_channels, block_o) * triton.cdiv(in_channels, block_i)
-    modconv_wgrad_kernel[(tiles, kh * kw, splits)](
+    modulated_conv2d_weight_grad_kernel[(tiles, kh * kw, splits)](
         g, x, d, s, partial, n, in_channels, out_channels, h, wd, ow, pixels,
         samples_per_split, pixel_splits, pixels_per_split,
         *g.stride(), *x.stride(), pad_x0, pad_y0,

@@ -3,7 +3,7 @@ stratified pass, importance sampling, fine pass, sort, final composite) for a bl
 rays per program, with no per-sample tensors in global memory.
 
 Same per-ray algorithm and operation order as render_ray_pointwise in
-csrc/include/nerfgan_distill/render.h (what the CUDA kernel runs): the coarse and fine
+csrc/include/nerfgan_distill/render_triplanes.h (what the CUDA kernel runs): the coarse and fine
 passes evaluate densities only; the final walk re-decodes each sample's colors in depth
 order and composites it with the previous one. A ray's samples (depths, raw densities,
 coarse weights, cdf) live in registers as [BLOCK_R, BLOCK_S] tiles, BLOCK_S the power of
@@ -28,15 +28,16 @@ import torch
 import triton
 import triton.language as tl
 
+from ..kernel_codes import RENDER_CUDA_MAX_CHANNELS, RENDER_CUDA_MAX_OUTPUTS, RENDER_MAX_SAMPLES
 from ._common import to_compute
 from .composite_rays import _interval
 from .sample_triplanes import _gather, _locate, _pick
 
 # The kernel's bounds (render_triplanes routes larger renders to the composable path):
 # samples per ray (coarse + fine), plane channels and decoder outputs (1 + C_out).
-MAX_SAMPLES = 512
-MAX_CHANNELS = 128
-MAX_OUTPUTS = 128
+MAX_SAMPLES = RENDER_MAX_SAMPLES
+MAX_CHANNELS = RENDER_CUDA_MAX_CHANNELS
+MAX_OUTPUTS = RENDER_CUDA_MAX_OUTPUTS
 
 _FLOOR: tl.constexpr = tl.constexpr(1e-10)  # EG3D's 1 - alpha + 1e-10
 _PDF_EPS: tl.constexpr = tl.constexpr(1e-5)  # sample_pdf's eps
@@ -214,7 +215,7 @@ def _next_sample(t, done, cols, S):
 
 
 @triton.jit(do_not_specialize=["D", "DI"])
-def render_triplanes_fwd_kernel(
+def render_triplanes_forward_kernel(
         planes_ptr, origins_ptr, directions_ptr, spans_ptr, seed_ptr, w1_ptr, b1_ptr, w2t_ptr, b2_ptr,
         rgb_ptr, depth_ptr, wsum_ptr, ranges_ptr,
         RAYS, R, C, H, W, HIDDEN, OUTPUTS, D, DI, sp_n, sp_p, sp_c, sp_h, sp_w,
@@ -430,7 +431,7 @@ def forward(planes, fc1_weight, fc1_bias, fc2_wt, fc2_bias, origins, directions,
     ax = [int(a) for a in axes]
     consts = [2.0 / box_warp, ray_start, ray_end, (ray_end - ray_start) / (d - 1), 1.0 / (d - 1),
               1.0 / ray_start if ray_start else 0.0, 1.0 / ray_end if ray_end else 0.0]
-    render_triplanes_fwd_kernel[(triton.cdiv(rays, block_r),)](
+    render_triplanes_forward_kernel[(triton.cdiv(rays, block_r),)](
         planes, origins, directions, spans, seed if seed is not None else spans, fc1_weight, fc1_bias, fc2_wt,
         fc2_bias, rgb, depth, weight_total, ranges,
         rays, r, c, h, w, hidden, outputs, d, di, *planes.stride(), *[_double_bits(v) for v in consts],

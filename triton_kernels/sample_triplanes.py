@@ -1,7 +1,7 @@
 """sample_triplanes in Triton: one program per (batch, block of points), the three
 planes unrolled, a [points, channels] tile per plane.
 
-Same contract as csrc/include/nerfgan_distill/triplane.h: planes in any layout
+Same contract as csrc/include/nerfgan_distill/sample_triplanes.h: planes in any layout
 (strides given), coords [N, M, 3] dense in compute precision, out and grad_out
 [N, 3, M, C] dense, grad_planes zeroed in compute precision (own strides, filled with
 atomics), grad_coords [N, M, 3] dense and written whole. grid_sample conventions:
@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from ._common import to_compute
+
 
 @triton.jit
 def _pick(c0, c1, c2, AXIS: tl.constexpr):
@@ -118,7 +119,7 @@ def _forward_plane(planes_ptr, out_ptr, n, m, mask, chan, c0, c1, c2, M, C, H, W
 
 
 @triton.jit
-def sample_triplanes_fwd_kernel(planes_ptr, coords_ptr, out_ptr, M, C, H, W,
+def sample_triplanes_forward_kernel(planes_ptr, coords_ptr, out_ptr, M, C, H, W,
                                 sp_n, sp_p, sp_c, sp_h, sp_w, scale_bits,
                                 AX0: tl.constexpr, AX1: tl.constexpr, AX2: tl.constexpr,
                                 AX3: tl.constexpr, AX4: tl.constexpr, AX5: tl.constexpr,
@@ -175,7 +176,7 @@ def _backward_plane(planes_ptr, grad_out_ptr, gp_ptr, n, m, mask, chan, c0, c1, 
 
 
 @triton.jit
-def sample_triplanes_bwd_kernel(planes_ptr, coords_ptr, grad_out_ptr, gp_ptr, gc_ptr, M, C, H, W,
+def sample_triplanes_backward_kernel(planes_ptr, coords_ptr, grad_out_ptr, gp_ptr, gc_ptr, M, C, H, W,
                                 sp_n, sp_p, sp_c, sp_h, sp_w, sg_n, sg_p, sg_c, sg_h, sg_w, scale_bits,
                                 AX0: tl.constexpr, AX1: tl.constexpr, AX2: tl.constexpr,
                                 AX3: tl.constexpr, AX4: tl.constexpr, AX5: tl.constexpr,
@@ -230,7 +231,7 @@ def forward(planes, coords, out, scale, axes):
         return
     block_m, block_c = _blocks(c)
     ax = [int(a) for a in axes]
-    sample_triplanes_fwd_kernel[(triton.cdiv(m, block_m), n)](
+    sample_triplanes_forward_kernel[(triton.cdiv(m, block_m), n)](
         planes, coords, out, m, c, h, w, *planes.stride(), _double_bits(scale),
         AX0=ax[0], AX1=ax[1], AX2=ax[2], AX3=ax[3], AX4=ax[4], AX5=ax[5],
         FP64=coords.element_size() == 8, BLOCK_M=block_m, BLOCK_C=block_c)
@@ -245,7 +246,7 @@ def backward(grad_out, planes, coords, scale, axes, grad_planes, grad_coords):
         return
     block_m, block_c = _blocks(c)
     ax = [int(a) for a in axes]
-    sample_triplanes_bwd_kernel[(triton.cdiv(m, block_m), n)](
+    sample_triplanes_backward_kernel[(triton.cdiv(m, block_m), n)](
         planes, coords, grad_out, grad_planes if grad_planes is not None else coords,
         grad_coords if grad_coords is not None else coords, m, c, h, w, *planes.stride(),
         *(grad_planes.stride() if grad_planes is not None else (0,) * 5), _double_bits(scale),

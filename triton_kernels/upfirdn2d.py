@@ -21,7 +21,7 @@ def _source_index(u, UP: tl.constexpr, size):
 
 
 @triton.jit
-def upfirdn2d_kernel(x_ptr, f_ptr, out_ptr, total, C, H, W, OH, OW,
+def upfirdn2d_forward_kernel(x_ptr, f_ptr, out_ptr, total, C, H, W, OH, OW,
                      sxn, sxc, sxh, sxw, son, soc, soh, sow, pad_x0, pad_y0,
                      UP_X: tl.constexpr, UP_Y: tl.constexpr, DOWN_X: tl.constexpr, DOWN_Y: tl.constexpr,
                      FH: tl.constexpr, FW: tl.constexpr, FP64: tl.constexpr, BLOCK: tl.constexpr):
@@ -50,14 +50,14 @@ def upfirdn2d_kernel(x_ptr, f_ptr, out_ptr, total, C, H, W, OH, OW,
 _BLOCK = 256
 
 
-def launch(x, taps, out, scaling, pad_x0, pad_y0):
+def forward(x, taps, out, scaling, pad_x0, pad_y0):
     """Run the kernel; `scaling` is (up_x, up_y, down_x, down_y)."""
     total = out.numel()
     if total == 0:
         return
     up_x, up_y, down_x, down_y = scaling
     n, c, h, w = x.shape
-    upfirdn2d_kernel[(triton.cdiv(total, _BLOCK),)](
+    upfirdn2d_forward_kernel[(triton.cdiv(total, _BLOCK),)](
         x, taps, out, total, c, h, w, out.shape[2], out.shape[3], *x.stride(), *out.stride(), pad_x0, pad_y0,
         UP_X=up_x, UP_Y=up_y, DOWN_X=down_x, DOWN_Y=down_y, FH=taps.shape[0], FW=taps.shape[1],
         FP64=x.element_size() == 8, BLOCK=_BLOCK)

@@ -5,10 +5,10 @@
 #include <cstring>
 
 #include "nerfgan_distill/bias_act.h"
-#include "nerfgan_distill/composite.h"
-#include "nerfgan_distill/modconv.h"
-#include "nerfgan_distill/render.h"
-#include "nerfgan_distill/triplane.h"
+#include "nerfgan_distill/composite_rays.h"
+#include "nerfgan_distill/modulated_conv2d.h"
+#include "nerfgan_distill/render_triplanes.h"
+#include "nerfgan_distill/sample_triplanes.h"
 #include "nerfgan_distill/upfirdn2d.h"
 
 namespace ngd {
@@ -39,41 +39,42 @@ void run_best(const Params& p, void (*baseline)(const Params&), void (*avx2)(con
 
 }  // namespace
 
+const char* cpu_isa() { return use_avx2() ? "avx2" : "baseline"; }
+
 // Each op's kernels exist once per ISA namespace (NGD_ISA in common.h).
 namespace bias_act {
-namespace baseline { void launch_cpu_isa(const Params& p); }
-namespace avx2 { void launch_cpu_isa(const Params& p); }
-void launch_cpu(const Params& p) { run_best(p, &baseline::launch_cpu_isa, &avx2::launch_cpu_isa); }
-const char* cpu_isa() { return use_avx2() ? "avx2" : "baseline"; }
-}  // namespace bias_act
-
-namespace upfirdn2d {
-namespace baseline { void launch_cpu_isa(const Params& p); }
-namespace avx2 { void launch_cpu_isa(const Params& p); }
-void launch_cpu(const Params& p) { run_best(p, &baseline::launch_cpu_isa, &avx2::launch_cpu_isa); }
-}  // namespace upfirdn2d
-
-namespace triplane {
-namespace baseline { void forward_cpu_isa(const Params& p); void backward_cpu_isa(const Params& p); }
-namespace avx2 { void forward_cpu_isa(const Params& p); void backward_cpu_isa(const Params& p); }
-void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
-void backward_cpu(const Params& p) { run_best(p, &baseline::backward_cpu_isa, &avx2::backward_cpu_isa); }
-}  // namespace triplane
-
-namespace composite {
-namespace baseline { void forward_cpu_isa(const Params& p); void backward_cpu_isa(const Params& p); }
-namespace avx2 { void forward_cpu_isa(const Params& p); void backward_cpu_isa(const Params& p); }
-void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
-void backward_cpu(const Params& p) { run_best(p, &baseline::backward_cpu_isa, &avx2::backward_cpu_isa); }
-}  // namespace composite
-
-namespace render {
 namespace baseline { void forward_cpu_isa(const Params& p); }
 namespace avx2 { void forward_cpu_isa(const Params& p); }
 void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
-}  // namespace render
+}  // namespace bias_act
 
-namespace modconv {
+namespace upfirdn2d {
+namespace baseline { void forward_cpu_isa(const Params& p); }
+namespace avx2 { void forward_cpu_isa(const Params& p); }
+void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
+}  // namespace upfirdn2d
+
+namespace sample_triplanes {
+namespace baseline { void forward_cpu_isa(const Params& p); void backward_cpu_isa(const Params& p); }
+namespace avx2 { void forward_cpu_isa(const Params& p); void backward_cpu_isa(const Params& p); }
+void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
+void backward_cpu(const Params& p) { run_best(p, &baseline::backward_cpu_isa, &avx2::backward_cpu_isa); }
+}  // namespace sample_triplanes
+
+namespace composite_rays {
+namespace baseline { void forward_cpu_isa(const Params& p); void backward_cpu_isa(const Params& p); }
+namespace avx2 { void forward_cpu_isa(const Params& p); void backward_cpu_isa(const Params& p); }
+void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
+void backward_cpu(const Params& p) { run_best(p, &baseline::backward_cpu_isa, &avx2::backward_cpu_isa); }
+}  // namespace composite_rays
+
+namespace render_triplanes {
+namespace baseline { void forward_cpu_isa(const Params& p); }
+namespace avx2 { void forward_cpu_isa(const Params& p); }
+void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
+}  // namespace render_triplanes
+
+namespace modulated_conv2d {
 namespace baseline {
 void forward_cpu_isa(const Params& p);
 void weight_grad_cpu_isa(const WeightGradParams& p);
@@ -86,6 +87,6 @@ void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx
 void weight_grad_cpu(const WeightGradParams& p) {
   run_best(p, &baseline::weight_grad_cpu_isa, &avx2::weight_grad_cpu_isa);
 }
-}  // namespace modconv
+}  // namespace modulated_conv2d
 
 }  // namespace ngd

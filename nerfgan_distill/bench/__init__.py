@@ -18,6 +18,7 @@ from ..dispatch import status
 from . import bias_act as bias_act_suite
 from . import composite_rays as composite_rays_suite
 from . import filtered_lrelu as filtered_lrelu_suite
+from . import importance_depths as importance_depths_suite
 from . import modulated_conv2d as modulated_conv2d_suite
 from . import render_triplanes as render_triplanes_suite
 from . import sample_triplanes as sample_triplanes_suite
@@ -31,7 +32,8 @@ from .harness import ResultFile, environment, measure
 # speedup_vs_compile are named after, any further one gets a speedup_vs_<name> column).
 SUITES = {"bias_act": bias_act_suite, "upfirdn2d": upfirdn2d_suite, "modulated_conv2d": modulated_conv2d_suite,
           "sample_triplanes": sample_triplanes_suite, "composite_rays": composite_rays_suite,
-          "render_triplanes": render_triplanes_suite, "filtered_lrelu": filtered_lrelu_suite}
+          "render_triplanes": render_triplanes_suite, "importance_depths": importance_depths_suite,
+          "filtered_lrelu": filtered_lrelu_suite}
 DEFAULT_REFERENCES = ("torch", "torch.compile")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 

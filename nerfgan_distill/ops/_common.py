@@ -89,11 +89,29 @@ def device_context(device: torch.device):
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def run_native(kernel: str, backend: str, device: torch.device, *args) -> None:
-    """Call _C.<kernel>_cpu with torch's thread count, or _C.<kernel>_cuda on the device's
-    current stream (so CUDA graphs and user streams see the launch)."""
+def run_native(kernel: str, backend: str, device: torch.device, params: str, **fields) -> None:
+    """Fill _C.<params> (the kernel's parameter struct) by field name and call
+    _C.<kernel>_cpu with torch's thread count, or _C.<kernel>_cuda on the device's current
+    stream (so CUDA graphs and user streams see the launch).
+
+    A tensor field passes its address and None a null pointer; a dict fills a nested struct
+    (render_triplanes' planes). A misspelt field is an AttributeError, never a default."""
     native = _native.load()
+    struct = getattr(native, params)()
+    _fill(struct, fields)
     if backend == "cpu":
-        getattr(native, f"{kernel}_cpu")(*args, torch.get_num_threads())
+        getattr(native, f"{kernel}_cpu")(struct, torch.get_num_threads())
     else:
-        getattr(native, f"{kernel}_cuda")(*args, device.index, torch.cuda.current_stream(device).cuda_stream)
+        getattr(native, f"{kernel}_cuda")(struct, device.index, torch.cuda.current_stream(device).cuda_stream)
+
+
+def _fill(struct, fields: dict) -> None:
+    for name, value in fields.items():
+        if isinstance(value, dict):
+            _fill(getattr(struct, name), value)  # a nested struct, edited in place
+            continue
+        if isinstance(value, torch.Tensor):
+            value = value.data_ptr()
+        elif value is None:
+            value = 0
+        setattr(struct, name, value)

@@ -17,13 +17,14 @@ import torch
 
 from .. import _native
 from ..dispatch import resolve
-from ._common import (check_finite_number, check_float_tensor, check_same_device_dtype, device_context,
-                      empty_output, in_layout, normalize_dim, refuse_gradient, run_native)
+from ..kernel_codes import BIAS_ACT_MODE
+from ._common import (check_finite_number, check_float_tensor, check_same_device_dtype, device_context, empty_output,
+                      in_layout, normalize_dim, refuse_gradient, run_native)
 from .bias_act_ref import ACTIVATIONS, bias_act_ref
 
 __all__ = ["bias_act", "ACTIVATIONS"]
 
-FORWARD, GRAD, GRAD2 = 0, 1, 2  # ngd::bias_act::Mode
+FORWARD, GRAD, GRAD2 = (BIAS_ACT_MODE[m] for m in ("forward", "grad", "grad2"))  # the kernels' modes
 
 
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = "linear",
@@ -91,11 +92,11 @@ def _run(mode: int, x, b, g, h, dim, act, alpha, gain, clamp, backend) -> torch.
         from ..triton_kernels import bias_act as kernels
 
         with device_context(x.device):
-            kernels.launch(x, b, g, h, out, bias_stride, bias_size, code, mode, alpha, gain, clamp)
+            kernels.forward(x, b, g, h, out, bias_stride, bias_size, code, mode, alpha, gain, clamp)
         return out
-    run_native("bias_act", backend, x.device, x.data_ptr(), 0 if b is None else b.data_ptr(),
-               0 if g is None else g.data_ptr(), 0 if h is None else h.data_ptr(), out.data_ptr(),
-               out.numel(), bias_stride, bias_size, code, mode, _native.DTYPE_CODES[x.dtype], alpha, gain, clamp)
+    run_native("bias_act_forward", backend, x.device, "BiasActParams", x=x, b=b, g=g, h=h, out=out,
+               numel=out.numel(), bias_stride=bias_stride, bias_size=bias_size, act=code, mode=mode,
+               dtype=_native.DTYPE_CODES[x.dtype], alpha=alpha, gain=gain, clamp=clamp)
     return out
 
 

@@ -15,10 +15,12 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..kernel_codes import ACT
+
 
 @dataclass(frozen=True)
 class Activation:
-    code: int  # the kernels' enum value (csrc/include/nerfgan_distill/bias_act.h)
+    code: int  # the kernels' activation code (kernel_codes.ACT)
     func: Callable[[torch.Tensor, float], torch.Tensor]
     default_alpha: float
     default_gain: float
@@ -27,15 +29,15 @@ class Activation:
 
 # alpha is used by lrelu only; the other activations ignore it, as in StyleGAN2-ADA.
 ACTIVATIONS = {
-    "linear": Activation(0, lambda x, a: x, 0.0, 1.0, False),
-    "relu": Activation(1, lambda x, a: F.relu(x), 0.0, math.sqrt(2), False),
-    "lrelu": Activation(2, lambda x, a: F.leaky_relu(x, a), 0.2, math.sqrt(2), False),
-    "tanh": Activation(3, lambda x, a: torch.tanh(x), 0.0, 1.0, True),
-    "sigmoid": Activation(4, lambda x, a: torch.sigmoid(x), 0.0, 1.0, True),
-    "elu": Activation(5, lambda x, a: F.elu(x), 0.0, 1.0, True),
-    "selu": Activation(6, lambda x, a: F.selu(x), 0.0, 1.0, True),
-    "softplus": Activation(7, lambda x, a: F.softplus(x), 0.0, 1.0, True),
-    "swish": Activation(8, lambda x, a: torch.sigmoid(x) * x, 0.0, math.sqrt(2), True),
+    "linear": Activation(ACT["linear"], lambda x, a: x, 0.0, 1.0, False),
+    "relu": Activation(ACT["relu"], lambda x, a: F.relu(x), 0.0, math.sqrt(2), False),
+    "lrelu": Activation(ACT["lrelu"], lambda x, a: F.leaky_relu(x, a), 0.2, math.sqrt(2), False),
+    "tanh": Activation(ACT["tanh"], lambda x, a: torch.tanh(x), 0.0, 1.0, True),
+    "sigmoid": Activation(ACT["sigmoid"], lambda x, a: torch.sigmoid(x), 0.0, 1.0, True),
+    "elu": Activation(ACT["elu"], lambda x, a: F.elu(x), 0.0, 1.0, True),
+    "selu": Activation(ACT["selu"], lambda x, a: F.selu(x), 0.0, 1.0, True),
+    "softplus": Activation(ACT["softplus"], lambda x, a: F.softplus(x), 0.0, 1.0, True),
+    "swish": Activation(ACT["swish"], lambda x, a: torch.sigmoid(x) * x, 0.0, math.sqrt(2), True),
 }
 
 

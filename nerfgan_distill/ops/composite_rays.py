@@ -100,9 +100,10 @@ def _forward(colors, densities, depths, white_back, backend):
         with device_context(colors.device):
             kernels.forward(colors_f, densities_f, depths_f, depth_range, rgb, depth, weights, white_back)
     else:
-        run_native("composite_rays_forward", backend, colors.device, colors_f.data_ptr(), densities_f.data_ptr(),
-                   depths_f.data_ptr(), depth_range.data_ptr(), rgb.data_ptr(), depth.data_ptr(),
-                   weights.data_ptr(), [rays, s, c], white_back, _native.DTYPE_CODES[colors.dtype])
+        run_native("composite_rays_forward", backend, colors.device, "CompositeRaysParams", colors=colors_f,
+                   densities=densities_f, depths=depths_f, depth_range=depth_range, rgb=rgb, depth=depth,
+                   weights=weights, rays=rays, s=s, c=c, white_back=white_back,
+                   dtype=_native.DTYPE_CODES[colors.dtype])
     return rgb, depth, weights
 
 
@@ -131,11 +132,11 @@ def _backward(grad_rgb, grad_depth, grad_weights, colors, densities, depths, wei
             kernels.backward(colors_f, densities_f, depths_f, depth_range, weights, grad_rgb, grad_depth,
                              grad_weights, transmittance, grad_colors, grad_densities, white_back)
     else:
-        run_native("composite_rays_backward", backend, colors.device, colors_f.data_ptr(), densities_f.data_ptr(),
-                   depths_f.data_ptr(), depth_range.data_ptr(), weights.data_ptr(), grad_rgb.data_ptr(),
-                   grad_depth.data_ptr(), grad_weights.data_ptr(), transmittance.data_ptr(),
-                   grad_colors.data_ptr(), grad_densities.data_ptr(), [rays, s, c], white_back,
-                   _native.DTYPE_CODES[colors.dtype])
+        run_native("composite_rays_backward", backend, colors.device, "CompositeRaysParams", colors=colors_f,
+                   densities=densities_f, depths=depths_f, depth_range=depth_range, weights_in=weights,
+                   grad_rgb=grad_rgb, grad_depth=grad_depth, grad_weights=grad_weights, transmittance=transmittance,
+                   grad_colors=grad_colors, grad_densities=grad_densities, rays=rays, s=s, c=c,
+                   white_back=white_back, dtype=_native.DTYPE_CODES[colors.dtype])
     return grad_colors, grad_densities
 
 

@@ -5,7 +5,7 @@ StyleGAN2's SynthesisLayer does).
 Backends 'triton' and 'cuda' with up == down == 1 run a fused kernel (modulated_conv2d_fused.py:
 the styles scale the weight tiles as they are loaded, and demodulation, noise, bias,
 activation and clamp run in its epilogue). The CUDA kernel has a CPU twin
-(csrc/cpu/modconv_cpu.cpp) that runs its tile functions; backend 'cpu' uses it where it is
+(csrc/cpu/modulated_conv2d.cpp) that runs its tile functions; backend 'cpu' uses it where it is
 faster than the composite (see _CPU_TWIN_MAX_PIXELS). Every other case is a composite: the
 modulation math of modulated_conv2d_ref, the convolution through conv2d_resample (whose FIR
 steps run on the chosen backend), then bias_act on the backend for the epilogue arguments;

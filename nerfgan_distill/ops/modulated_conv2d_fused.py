@@ -1,8 +1,8 @@
 """The fused modulated_conv2d path (stride 1: up = down = 1): host-side preparation, the
 kernel launches, and the autograd Function with its backward.
 
-Forward kernels: Triton (triton_kernels/modulated_conv2d.py), CUDA (csrc/cuda/modconv_cuda.cu)
-and the CUDA kernel's CPU twin (csrc/cpu/modconv_cpu.cpp, backend 'cpu'). All take the same
+Forward kernels: Triton (triton_kernels/modulated_conv2d.py), CUDA (csrc/cuda/modulated_conv2d.cu)
+and the CUDA kernel's CPU twin (csrc/cpu/modulated_conv2d.cpp, backend 'cpu'). All take the same
 prepared tensors (_Prepared): the styles scale the weight tiles as they are loaded, and the
 demodulation, noise, bias, activation and clamp run in the epilogue.
 
@@ -30,6 +30,7 @@ import torch
 from .. import _native
 from ._common import compute_dtype, device_context, empty_output, run_native
 from .bias_act_ref import ACTIVATIONS
+
 
 class _Modulation(NamedTuple):
     """What the kernels multiply by, in the compute dtype: w [O, I, kh, kw] (as given, not
@@ -60,7 +61,7 @@ def _modulation(x, weight, styles, demodulate) -> _Modulation:
 
 class _Prepared(NamedTuple):
     """What every forward kernel takes besides x and out (the contract in triton_kernels/
-    modulated_conv2d.py and csrc/include/nerfgan_distill/modconv.h)."""
+    modulated_conv2d.py and csrc/include/nerfgan_distill/modulated_conv2d.h)."""
 
     w_taps: torch.Tensor  # [kh, kw, O, I] dense, correlation order, compute dtype
     styles: torch.Tensor  # [N, I] dense, compute dtype
@@ -103,18 +104,20 @@ def _launch_forward(backend, x, prep: _Prepared, out, v=None) -> None:
         from ..triton_kernels import modulated_conv2d as kernels
 
         with device_context(x.device):
-            kernels.launch(x, prep.w_taps, prep.styles, prep.dcoefs, prep.noise, prep.bias, out, prep.pad_x0,
+            kernels.forward(x, prep.w_taps, prep.styles, prep.dcoefs, prep.noise, prep.bias, out, prep.pad_x0,
                            prep.pad_y0, prep.act, prep.alpha, prep.gain, prep.clamp, v=v)
         return
     kh, kw, out_channels, in_channels = prep.w_taps.shape
-    optional = [t.data_ptr() if t is not None else 0 for t in (prep.dcoefs, prep.noise, prep.bias)]
-    pointers = [x.data_ptr(), prep.w_taps.data_ptr(), prep.styles.data_ptr(), *optional, out.data_ptr(),
-                0 if v is None else v.data_ptr()]
-    sizes = [x.shape[0], in_channels, out_channels, x.shape[2], x.shape[3], kh, kw, out.shape[2], out.shape[3]]
-    noise_strides = list(prep.noise.stride()) if prep.noise is not None else [0, 0, 0, 0]
-    run_native("modulated_conv2d_forward", backend, x.device, pointers, sizes, list(x.stride()), noise_strides,
-               list(out.stride()), [prep.pad_x0, prep.pad_y0], prep.act, [prep.alpha, prep.gain, prep.clamp],
-               out.dtype != x.dtype, _native.DTYPE_CODES[x.dtype])
+    sx_n, sx_c, sx_h, sx_w = x.stride()
+    sn_n, sn_c, sn_h, sn_w = prep.noise.stride() if prep.noise is not None else (0, 0, 0, 0)
+    so_n, so_c, so_h, so_w = out.stride()
+    run_native("modulated_conv2d_forward", backend, x.device, "ModulatedConv2dParams", x=x, weight=prep.w_taps,
+               s=prep.styles, d=prep.dcoefs, noise=prep.noise, bias=prep.bias, out=out, v=v,
+               out_compute=out.dtype != x.dtype, n=x.shape[0], i=in_channels, o=out_channels, h=x.shape[2],
+               w=x.shape[3], oh=out.shape[2], ow=out.shape[3], kh=kh, kw=kw,
+               sx_n=sx_n, sx_c=sx_c, sx_h=sx_h, sx_w=sx_w, sn_n=sn_n, sn_c=sn_c, sn_h=sn_h, sn_w=sn_w,
+               so_n=so_n, so_c=so_c, so_h=so_h, so_w=so_w, pad_x0=prep.pad_x0, pad_y0=prep.pad_y0,
+               act=prep.act, alpha=prep.alpha, gain=prep.gain, clamp=prep.clamp, dtype=_native.DTYPE_CODES[x.dtype])
 
 
 def fused_forward(x, weight, styles, noise, bias, padding, demodulate, flip_weight, epilogue, backend,
@@ -153,7 +156,9 @@ class FusedModConv(torch.autograd.Function):
             return (*grads, None)
         if not torch.is_grad_enabled():  # create_graph=False: no recomputation
             return (*_kernel_backward(dy, *tensors, v, ctx.params, ctx.needs_input_grad), None)
-        from .modulated_conv2d import _composite  # the public module's composite (same layer)
+        from .modulated_conv2d import (
+            _composite,  # the public module's composite (same layer)
+        )
 
         with torch.enable_grad():
             y = _composite(*tensors, 1, 1, padding, None, demodulate, flip_weight, fused_modconv, epilogue, backend)
@@ -280,12 +285,17 @@ def _weight_grad(g, x, d, s, padding, kernel_size, backend, splits=None):
         from ..triton_kernels import modulated_conv2d as kernels
 
         with device_context(g.device):
-            kernels.launch_weight_grad(g, x, d, s, partial, px0, py0, *splits)
+            kernels.weight_grad(g, x, d, s, partial, px0, py0, *splits)
     else:
-        sizes = [n, in_channels, out_channels, x.shape[2], x.shape[3], kh, kw, oh, ow]
-        pointers = [t.data_ptr() for t in (g, x, d, s, partial)]
-        run_native("modulated_conv2d_weight_grad", backend, g.device, pointers, sizes, list(g.stride()),
-                   list(x.stride()), [px0, py0], list(splits), _native.DTYPE_CODES[x.dtype])
+        sg_n, sg_c, sg_h, sg_w = g.stride()
+        sx_n, sx_c, sx_h, sx_w = x.stride()
+        samples_per_split, pixel_splits, pixels_per_split = splits
+        run_native("modulated_conv2d_weight_grad", backend, g.device, "ModulatedConv2dWeightGradParams", g=g, x=x,
+                   d=d, s=s, partial=partial, n=n, i=in_channels, o=out_channels, h=x.shape[2], w=x.shape[3],
+                   oh=oh, ow=ow, kh=kh, kw=kw, sg_n=sg_n, sg_c=sg_c, sg_h=sg_h, sg_w=sg_w,
+                   sx_n=sx_n, sx_c=sx_c, sx_h=sx_h, sx_w=sx_w, pad_x0=px0, pad_y0=py0,
+                   samples_per_split=samples_per_split, pixel_splits=pixel_splits,
+                   pixels_per_split=pixels_per_split, dtype=_native.DTYPE_CODES[x.dtype])
     out = partial[0] if count == 1 else partial.sum(0)
     return out.permute(2, 3, 0, 1)
 

@@ -21,13 +21,13 @@ from typing import List, Optional, Union
 
 import torch
 
-from .. import _native
 from ..dispatch import resolve
-from ._common import (check_finite_number, check_float_tensor, check_same_device_dtype, compute_dtype,
-                      device_context, empty_output, run_native)
+from ..kernel_codes import RENDER_CUDA_MAX_CHANNELS, RENDER_CUDA_MAX_OUTPUTS, RENDER_MAX_SAMPLES
+from ._common import (check_finite_number, check_float_tensor, check_same_device_dtype, compute_dtype, device_context,
+                      empty_output, run_native)
 from .importance_depths import importance_uniforms
 from .render_triplanes_ref import TriplaneDecoder, ray_box_limits, render_triplanes_composable
-from .sample_triplanes import check_plane_axes, check_planes, gather_friendly
+from .sample_triplanes import check_plane_axes, check_planes, gather_friendly, plane_fields
 from .sample_triplanes_ref import PLANE_AXES
 
 __all__ = ["render_triplanes", "RenderOptions", "TriplaneDecoder"]
@@ -195,14 +195,13 @@ def render_triplanes(planes: torch.Tensor, decoder: TriplaneDecoder, ray_origins
 @torch.compiler.assume_constant_result
 def fused_max_samples() -> int:
     """The most samples per ray (coarse + fine) the fused kernels render; more go the composable way."""
-    return int(_native.load().RENDER_MAX_SAMPLES)
+    return RENDER_MAX_SAMPLES
 
 
 @torch.compiler.assume_constant_result
 def _cuda_max_widths() -> tuple[int, int]:
     """The CUDA kernel's per-thread bounds: plane channels, decoder outputs (1 + C_out)."""
-    native = _native.load()
-    return int(native.RENDER_CUDA_MAX_CHANNELS), int(native.RENDER_CUDA_MAX_OUTPUTS)
+    return RENDER_CUDA_MAX_CHANNELS, RENDER_CUDA_MAX_OUTPUTS
 
 
 def _triton_bounds() -> tuple[int, int, int]:
@@ -263,7 +262,6 @@ def _fused_forward(planes, fc1_weight, fc1_bias, fc2_weight, fc2_bias, origins, 
     if depth.numel() == 0:
         return rgb, depth, weight_total
     n, r, _ = origins.shape
-    c, h, w = planes.shape[2:]
     planes = gather_friendly(planes, n * r * (depth_resolution + depth_resolution_importance))
     if backend == "triton":
         _triton_forward(planes, fc1_weight, fc1_bias, fc2_weight, fc2_bias, origins, directions, seed,
@@ -275,20 +273,20 @@ def _fused_forward(planes, fc1_weight, fc1_bias, fc2_weight, fc2_bias, origins, 
     inputs = [t.contiguous() for t in (origins, directions, fc1_bias, fc2_bias)]
     # CUDA: each ray's depth range and the 'auto' fallback, for the batch-wide steps.
     scratch = torch.empty(n * r * 2 + 3, dtype=origins.dtype, device=origins.device) if backend == "cuda" else None
-    pointers = [planes.data_ptr(), inputs[0].data_ptr(), inputs[1].data_ptr(), fc1_wt.data_ptr(),
-                inputs[2].data_ptr(), fc2_wt.data_ptr(), inputs[3].data_ptr(), rgb.data_ptr(), depth.data_ptr(),
-                weight_total.data_ptr(), 0 if scratch is None else scratch.data_ptr()]
-    sizes = [n, r, c, h, w, fc1_weight.shape[0], fc2_weight.shape[0], depth_resolution, depth_resolution_importance]
-    flags = [auto_limits, disparity, white_back, seed is not None, pointwise]
-    run_native("render_triplanes_forward", backend, planes.device, pointers, sizes, list(planes.stride()), axes,
-               [ray_start, ray_end, box_warp], flags, 0 if seed is None else int(seed.item()),
-               _native.DTYPE_CODES[planes.dtype])
+    run_native("render_triplanes_forward", backend, planes.device, "RenderTriplanesParams",
+               planes=plane_fields(planes, 0, box_warp, axes), origins=inputs[0], directions=inputs[1],
+               fc1_wt=fc1_wt, fc1_bias=inputs[2], fc2_wt=fc2_wt, fc2_bias=inputs[3], rgb=rgb, depth=depth,
+               weight_total=weight_total, scratch=scratch, rays=r, hidden=fc1_weight.shape[0],
+               outputs=fc2_weight.shape[0], coarse=depth_resolution, fine=depth_resolution_importance,
+               auto_limits=auto_limits, disparity=disparity, white_back=white_back, ray_start=ray_start,
+               ray_end=ray_end, box_side=box_warp, stochastic=seed is not None,
+               seed=0 if seed is None else int(seed.item()), pointwise=pointwise)
     return rgb, depth, weight_total
 
 
 def _auto_spans(origins, directions, box_warp):
     """[N * R, 2]: each ray's coarse depth range for 'auto', EG3D's get_ray_limits_box with the
-    misses given the range of the hits' starts (render.h's ray_span; the reference's code)."""
+    misses given the range of the hits' starts (render_triplanes.h's ray_span; the reference's code)."""
     start, end = ray_box_limits(origins, directions, box_warp)
     valid = end > start
     inf = torch.full_like(start, float("inf"))
@@ -317,7 +315,7 @@ def _triton_forward(planes, fc1_weight, fc1_bias, fc2_weight, fc2_bias, origins,
                         depth_resolution, depth_resolution_importance, ray_start, ray_end, box_warp, white_back,
                         disparity, auto_limits, axes)
     # EG3D's depth: 0/0 (a ray with no weight) becomes +inf; every depth is clamped to the range
-    # of all depths in the batch (NaN wins, as in composite.h's final_depth and the CUDA kernel).
+    # of all depths in the batch (NaN wins, as in composite_rays.h's final_depth and the CUDA kernel).
     lo, hi = ranges[:, 0].amin(), ranges[:, 1].amax()
     raw = torch.where(torch.isnan(depth), torch.full_like(depth, float("inf")), depth)
     depth.copy_(torch.where(raw < lo, lo, torch.where(raw > hi, hi, raw)))

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .composite_rays import composite_rays
-from .importance_depths import importance_from_uniforms
+from .importance_depths_ref import importance_from_uniforms
 from .sample_triplanes import sample_triplanes
 
 # The widened sigmoid of EG3D's decoder (from MipNeRF): range (-0.001, 1.001).

@@ -94,10 +94,14 @@ def _kernel_coords(coords: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
     return coords.to(compute_dtype(planes.dtype)).contiguous()
 
 
-def _native_args(planes, coords, box_warp, axes):
+def plane_fields(planes: torch.Tensor, points: int, box_warp: float, axes) -> dict:
+    """The native kernels' plane geometry (SampleTriplanesParams' fields) for `points` points
+    per batch item; axes: grid x, grid y of each plane, flat."""
     n, _, c, h, w = planes.shape
-    return ([n, coords.shape[1], c, h, w], list(planes.stride()), list(axes), 2.0 / box_warp,
-            _native.DTYPE_CODES[planes.dtype])
+    sp_n, sp_p, sp_c, sp_h, sp_w = planes.stride()
+    return dict(planes=planes, n=n, m=points, c=c, h=h, w=w, sp_n=sp_n, sp_p=sp_p, sp_c=sp_c, sp_h=sp_h, sp_w=sp_w,
+                axis_x=list(axes[0::2]), axis_y=list(axes[1::2]), scale=2.0 / box_warp,
+                dtype=_native.DTYPE_CODES[planes.dtype])
 
 
 def gather_friendly(planes: torch.Tensor, samples: int) -> torch.Tensor:
@@ -123,9 +127,8 @@ def _forward(planes, coords, box_warp, axes, backend) -> torch.Tensor:
         with device_context(planes.device):
             kernels.forward(planes, coords, out, 2.0 / box_warp, axes)
         return out
-    sizes, strides, axes, scale, dtype = _native_args(planes, coords, box_warp, axes)
-    run_native("sample_triplanes_forward", backend, planes.device, planes.data_ptr(), coords.data_ptr(),
-               out.data_ptr(), sizes, strides, axes, scale, dtype)
+    run_native("sample_triplanes_forward", backend, planes.device, "SampleTriplanesParams",
+               **plane_fields(planes, coords.shape[1], box_warp, axes), coords=coords, out=out)
     return out
 
 
@@ -146,12 +149,11 @@ def _backward(grad_out, planes, coords, box_warp, axes, need_planes, need_coords
             with device_context(planes.device):
                 kernels.backward(grad_out, planes, kernel_coords, 2.0 / box_warp, axes, grad_planes, grad_coords)
         else:
-            sizes, strides, axes, scale, dtype = _native_args(planes, kernel_coords, box_warp, axes)
-            run_native("sample_triplanes_backward", backend, planes.device, planes.data_ptr(),
-                       kernel_coords.data_ptr(), grad_out.data_ptr(),
-                       0 if grad_planes is None else grad_planes.data_ptr(),
-                       0 if grad_coords is None else grad_coords.data_ptr(), sizes, strides,
-                       list(grad_planes.stride()) if need_planes else [0] * 5, axes, scale, dtype)
+            sg_n, sg_p, sg_c, sg_h, sg_w = grad_planes.stride() if need_planes else (0,) * 5
+            run_native("sample_triplanes_backward", backend, planes.device, "SampleTriplanesParams",
+                       **plane_fields(planes, coords.shape[1], box_warp, axes), coords=kernel_coords,
+                       grad_out=grad_out, grad_planes=grad_planes, grad_coords=grad_coords,
+                       sg_n=sg_n, sg_p=sg_p, sg_c=sg_c, sg_h=sg_h, sg_w=sg_w)
     # A custom op cannot return None: a gradient not asked for comes back empty.
     none = planes.new_empty(0)
     return (none if grad_planes is None else grad_planes.to(planes.dtype),

@@ -208,11 +208,15 @@ def _run(x, f, scaling, padding, flip_filter, gain, backend) -> torch.Tensor:
         from ..triton_kernels import upfirdn2d as kernels
 
         with device_context(x.device):
-            kernels.launch(x, taps, out, scaling, padding[0], padding[2])
+            kernels.forward(x, taps, out, scaling, padding[0], padding[2])
         return out
-    run_native("upfirdn2d", backend, x.device, x.data_ptr(), taps.data_ptr(), out.data_ptr(),
-               [*x.shape, *out.shape[2:]], list(x.stride()), list(out.stride()), list(scaling),
-               [padding[0], padding[2], *taps.shape], _native.DTYPE_CODES[x.dtype])
+    (n, c, h, w), (sx_n, sx_c, sx_h, sx_w), (so_n, so_c, so_h, so_w) = x.shape, x.stride(), out.stride()
+    up_x, up_y, down_x, down_y = scaling
+    run_native("upfirdn2d_forward", backend, x.device, "Upfirdn2dParams", x=x, f=taps, out=out,
+               n=n, c=c, h=h, w=w, out_h=out.shape[2], out_w=out.shape[3],
+               sx_n=sx_n, sx_c=sx_c, sx_h=sx_h, sx_w=sx_w, so_n=so_n, so_c=so_c, so_h=so_h, so_w=so_w,
+               up_x=up_x, up_y=up_y, down_x=down_x, down_y=down_y, pad_x0=padding[0], pad_y0=padding[2],
+               fh=taps.shape[0], fw=taps.shape[1], dtype=_native.DTYPE_CODES[x.dtype])
     return out
 
 

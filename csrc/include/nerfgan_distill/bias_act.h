@@ -11,17 +11,12 @@
 namespace ngd {
 namespace bias_act {
 
-// Must match ACTIVATIONS in nerfgan_distill/ops/bias_act_ref.py.
-enum Act : int {
-  kLinear = 0, kRelu = 1, kLrelu = 2, kTanh = 3, kSigmoid = 4,
-  kElu = 5, kSelu = 6, kSoftplus = 7, kSwish = 8, kNumActs = 9
-};
+// Activation codes (Act: kLinear, kRelu, ...) and modes (Mode) are in kernel_codes.h.
 
 // kForward: out = clamp(f(s) * gain)                 with s = x + b
 // kGrad:    out = g * gain * f'(s) * pass(s)          (dL/dx given g = dL/dy)
 // kGrad2:   out = g * h * gain * f''(s) * pass(s)     (d(kGrad)/ds, g = dL/d(dx), h = dL/dy)
 // pass(s) is 1 where the clamp let the value through (inclusive bounds, as torch.clamp).
-enum Mode : int { kForward = 0, kGrad = 1, kGrad2 = 2 };
 
 struct Params {
   const void* x = nullptr;  // [numel], dense in any dimension order
@@ -136,16 +131,15 @@ inline void with_act_and_mode(int act, int mode, Fn&& fn) {
   else with_act<kForward>(act, fn);
 }
 
-// The CPU loops of one ISA (csrc/cpu/bias_act_cpu.cpp, compiled once per ISA).
-void launch_cpu_isa(const Params& p);
+// The CPU loops of one ISA (csrc/cpu/bias_act.cpp, compiled once per ISA).
+void forward_cpu_isa(const Params& p);
 
 NGD_ISA_END
 
 // Launchers. Both validate nothing beyond what Python already did; they throw
-// std::runtime_error on launch failures. launch_cpu picks the best ISA at run time.
-void launch_cpu(const Params& p);
-const char* cpu_isa();  // the ISA launch_cpu uses on this machine
-void launch_cuda(const Params& p, int device, std::uintptr_t stream);
+// std::runtime_error on launch failures. forward_cpu picks the best ISA at run time.
+void forward_cpu(const Params& p);
+void forward_cuda(const Params& p, int device, std::uintptr_t stream);
 
 }  // namespace bias_act
 }  // namespace ngd

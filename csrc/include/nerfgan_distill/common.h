@@ -1,9 +1,11 @@
 // Shared definitions for the torch-free native core: host/device qualifiers,
-// dtype codes and math wrappers that pick the float or double libm function.
+// the shared codes (kernel_codes.h) and math wrappers that pick the float or double libm function.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+
+#include "nerfgan_distill/kernel_codes.h"  // ngd::DType and the other shared codes
 
 #if defined(__CUDACC__)
 #define NGD_HD __host__ __device__ __forceinline__
@@ -21,9 +23,6 @@
 #define NGD_ISA_END }
 
 namespace ngd {
-
-// Must match nerfgan_distill/_native.py (DTYPE_CODES).
-enum DType : int { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
 
 NGD_ISA_BEGIN
 
@@ -54,4 +53,8 @@ NGD_HD bool ngd_isnan(double x) { return std::isnan(x); }
 #endif
 
 NGD_ISA_END
+
+// The ISA the CPU kernels run with on this machine (csrc/cpu/cpu_dispatch.cpp).
+const char* cpu_isa();
+
 }  // namespace ngd

@@ -58,13 +58,13 @@ NGD_HD T output_pixel(const Params& p, const T* f, int64_t base, int64_t oy, int
   return acc;
 }
 
-// The CPU loops of one ISA (csrc/cpu/upfirdn2d_cpu.cpp, compiled once per ISA).
-void launch_cpu_isa(const Params& p);
+// The CPU loops of one ISA (csrc/cpu/upfirdn2d.cpp, compiled once per ISA).
+void forward_cpu_isa(const Params& p);
 
 NGD_ISA_END
 
-void launch_cpu(const Params& p);
-void launch_cuda(const Params& p, int device, std::uintptr_t stream);
+void forward_cpu(const Params& p);
+void forward_cuda(const Params& p, int device, std::uintptr_t stream);
 
 }  // namespace upfirdn2d
 }  // namespace ngd

@@ -41,7 +41,7 @@ void launch_typed(const Params& p, cudaStream_t stream) {
 
 }  // namespace
 
-void launch_cuda(const Params& p, int device, std::uintptr_t stream_handle) {
+void forward_cuda(const Params& p, int device, std::uintptr_t stream_handle) {
   if (p.n * p.c * p.out_h * p.out_w == 0) return;
   cuda::DeviceGuard guard(device, "upfirdn2d_cuda");
   cudaStream_t stream = reinterpret_cast<cudaStream_t>(stream_handle);

@@ -1,7 +1,7 @@
 // render_triplanes, fused, on the CPU (forward only): one ray per iteration, all of its
 // samples (depths, densities, colors) in per-thread scratch. The decoder runs on a ray's
 // samples in batches of kChunk: register-tiled layers and vectorizable activations. With
-// p.pointwise it runs render.h's render_ray_pointwise instead (the CUDA kernel's path).
+// p.pointwise it runs render_triplanes.h's render_ray_pointwise instead (the CUDA kernel's path).
 // Compiled once per CPU ISA (NGD_ISA); csrc/cpu/cpu_dispatch.cpp picks one at run time.
 #include <algorithm>
 #include <cstring>
@@ -15,10 +15,10 @@
 #include "nerfgan_distill/cpu_vec.h"
 #include "nerfgan_distill/host_half.h"
 #include "nerfgan_distill/philox.h"
-#include "nerfgan_distill/render.h"
+#include "nerfgan_distill/render_triplanes.h"
 
 namespace ngd {
-namespace render {
+namespace render_triplanes {
 NGD_ISA_BEGIN
 namespace {
 
@@ -70,7 +70,7 @@ inline float fast_softplus(float x) {
   const float tail = log1p_unit(exp_nonpositive(-a));
   return x > 20.0f ? x : (x > 0.0f ? x : 0.0f) + tail;
 }
-inline double fast_softplus(double x) { return composite::softplus(x); }
+inline double fast_softplus(double x) { return composite_rays::softplus(x); }
 
 // The widened sigmoid, from e = exp(-|x|) (no overflow).
 inline float fast_color_activation(float x) {
@@ -90,7 +90,7 @@ int thread_index() {
 
 // --- decoder layers ----------------------------------------------------------------------------
 // Each layer runs in register tiles of kRows samples x two vectors of outputs over its
-// whole input, then adds the bias: the operation order of render.h's point decoder, so
+// whole input, then adds the bias: the operation order of render_triplanes.h's point decoder, so
 // the same rounding (and the same results from both ISA builds). GCC vector types keep
 // the tile in registers.
 
@@ -237,14 +237,14 @@ class Renderer {
  private:
   // The mean of the three planes' bilinear features at the m depths t, into s.features [m, C].
   void features(const Ray<T>& r, const T* t, int64_t m, Scratch<T>& s) const {
-    const triplane::Params& g = p_.planes;
+    const sample_triplanes::Params& g = p_.planes;
     const T scale = T(g.scale);
     for (int64_t i = 0; i < m; ++i) {
       T xyz[3];
       for (int a = 0; a < 3; ++a) xyz[a] = r.o[a] + t[i] * r.d[a];
       for (int plane = 0; plane < 3; ++plane) {
-        const triplane::Taps<T> taps =
-            triplane::locate(xyz[g.axis_x[plane]] * scale, xyz[g.axis_y[plane]] * scale, g.w, g.h);
+        const sample_triplanes::Taps<T> taps =
+            sample_triplanes::locate(xyz[g.axis_x[plane]] * scale, xyz[g.axis_y[plane]] * scale, g.w, g.h);
         plane_features(taps, planes_ + r.item * g.sp_n + plane * g.sp_p, s.plane_values.data() + plane * c_);
       }
       const T *v0 = s.plane_values.data(), *v1 = v0 + c_, *v2 = v1 + c_;
@@ -254,14 +254,14 @@ class Renderer {
   }
 
   // One plane's bilinear features [C] at `taps`; NaN for a NaN point.
-  void plane_features(const triplane::Taps<T>& taps, const S* plane, T* v) const {
+  void plane_features(const sample_triplanes::Taps<T>& taps, const S* plane, T* v) const {
     if (!taps.finite) {
       std::fill(v, v + c_, std::numeric_limits<T>::quiet_NaN());
       return;
     }
     T w[4];
-    triplane::tap_weights(taps, w);
-    const triplane::TapRows<S> rows = triplane::tap_rows(taps, plane, p_.planes, zeros_.data());
+    sample_triplanes::tap_weights(taps, w);
+    const sample_triplanes::TapRows<S> rows = sample_triplanes::tap_rows(taps, plane, p_.planes, zeros_.data());
     if (rows.unit_stride) {  // channels-last: vectorizes over channels
       const S *r0 = rows.row[0], *r1 = rows.row[1], *r2 = rows.row[2], *r3 = rows.row[3];
       for (int64_t ch = 0; ch < c_; ++ch)
@@ -375,7 +375,7 @@ void forward(const Params& p) {
   }
   // EG3D clamps each ray's depth to the range of all depths in the batch.
   T* depth = static_cast<T*>(p.depth);
-  for (int64_t i = 0; i < total; ++i) depth[i] = composite::final_depth(depth[i], depth_lo, depth_hi);
+  for (int64_t i = 0; i < total; ++i) depth[i] = composite_rays::final_depth(depth[i], depth_lo, depth_hi);
 }
 
 }  // namespace
@@ -385,5 +385,5 @@ void forward_cpu_isa(const Params& p) {
 }
 
 NGD_ISA_END
-}  // namespace render
+}  // namespace render_triplanes
 }  // namespace ngd

@@ -1,16 +1,18 @@
 // importance_depths on the CPU: one ray per iteration, its cdf in a per-thread stack
-// buffer, with render.h's per-ray math (what the fused renderer runs). Scalar code with
+// buffer, with render_triplanes.h's per-ray math (what the fused renderer runs). Scalar code with
 // no ISA-specific paths, so it is compiled once (not per ISA like NGD_CPU_KERNELS).
 #include <stdexcept>
 
-#include "nerfgan_distill/render.h"
+#include "nerfgan_distill/importance_depths.h"
 
 namespace ngd {
-namespace render {
+namespace importance_depths {
 namespace {
 
+using namespace render_triplanes;  // the per-ray math and kMaxSamples
+
 template <typename T>
-void importance_forward(const ImportanceParams& p) {
+void importance_forward(const Params& p) {
   const T* depths = static_cast<const T*>(p.depths);
   const T* weights = static_cast<const T*>(p.weights);
   const T* u = static_cast<const T*>(p.u);
@@ -27,11 +29,11 @@ void importance_forward(const ImportanceParams& p) {
 
 }  // namespace
 
-void importance_forward_cpu(const ImportanceParams& p) {
+void forward_cpu(const Params& p) {
   if (p.dtype == kFloat32) return importance_forward<float>(p);
   if (p.dtype == kFloat64) return importance_forward<double>(p);
   throw std::invalid_argument("importance_depths_cpu: dtype must be float32 or float64");
 }
 
-}  // namespace render
+}  // namespace importance_depths
 }  // namespace ngd

@@ -9,10 +9,10 @@
 #include <algorithm>
 
 #include "nerfgan_distill/cuda_utils.cuh"
-#include "nerfgan_distill/triplane.h"
+#include "nerfgan_distill/sample_triplanes.h"
 
 namespace ngd {
-namespace triplane {
+namespace sample_triplanes {
 namespace {
 
 constexpr int kThreads = 256;
@@ -160,5 +160,5 @@ void backward_cuda(const Params& p, int device, std::uintptr_t stream_handle) {
   cuda::check(cudaGetLastError(), "sample_triplanes_cuda", "kernel launch failed");
 }
 
-}  // namespace triplane
+}  // namespace sample_triplanes
 }  // namespace ngd

@@ -1,14 +1,14 @@
 // render_triplanes, fused, on CUDA (forward only): one thread per ray running
-// render.h's render_ray_pointwise (its depths, densities and sample order in local
+// render_triplanes.h's render_ray_pointwise (its depths, densities and sample order in local
 // memory, no colors stored). Two single-block kernels do the batch-wide steps: the
 // 'auto' fallback range before the render, the depth clamp after it.
 #include <algorithm>
 
 #include "nerfgan_distill/cuda_utils.cuh"
-#include "nerfgan_distill/render.h"
+#include "nerfgan_distill/render_triplanes.h"
 
 namespace ngd {
-namespace render {
+namespace render_triplanes {
 namespace {
 
 constexpr int kThreads = 128;        // rays per block
@@ -88,7 +88,7 @@ __global__ void clamp_depth_kernel(Params p) {
   }
   lo = block_reduce(lo, [](T a, T b) { return nan_min(a, b); });
   hi = block_reduce(hi, [](T a, T b) { return nan_max(a, b); });
-  for (int64_t i = threadIdx.x; i < total; i += kReduceThreads) depth[i] = composite::final_depth(depth[i], lo, hi);
+  for (int64_t i = threadIdx.x; i < total; i += kReduceThreads) depth[i] = composite_rays::final_depth(depth[i], lo, hi);
 }
 
 }  // namespace
@@ -109,5 +109,5 @@ void forward_cuda(const Params& p, int device, std::uintptr_t stream_handle) {
   cuda::check(cudaGetLastError(), "render_triplanes_cuda", "kernel launch failed");
 }
 
-}  // namespace render
+}  // namespace render_triplanes
 }  // namespace ngd

@@ -1,6 +1,6 @@
 // modulated_conv2d (stride 1) on the CPU, forward and weight gradient: the CUDA kernels'
 // twins. They walk the same output tiles and K-slices and fill their tiles with the same
-// per-element functions (modconv.h), so the tests of these kernels test the CUDA kernels'
+// per-element functions (modulated_conv2d.h), so the tests of these kernels test the CUDA kernels'
 // indexing, epilogue and reduction splits.
 // In place of the GPU's thread micro-tiles and WMMA, each slice is multiplied by a
 // register-tiled loop. Accumulation is in float (double for fp64); for fp16/bf16 the
@@ -13,10 +13,10 @@
 
 #include "nerfgan_distill/cpu_vec.h"
 #include "nerfgan_distill/host_half.h"
-#include "nerfgan_distill/modconv.h"
+#include "nerfgan_distill/modulated_conv2d.h"
 
 namespace ngd {
-namespace modconv {
+namespace modulated_conv2d {
 NGD_ISA_BEGIN
 namespace {
 
@@ -267,5 +267,5 @@ void weight_grad_cpu_isa(const WeightGradParams& p) {
 }
 
 NGD_ISA_END
-}  // namespace modconv
+}  // namespace modulated_conv2d
 }  // namespace ngd

@@ -8,7 +8,7 @@
 #include "nerfgan_distill/common.h"
 
 namespace ngd {
-namespace triplane {
+namespace sample_triplanes {
 
 struct Params {
   const void* planes = nullptr;   // [N, 3, C, H, W], strides sp_*, storage dtype
@@ -149,7 +149,7 @@ inline TapRows<S> tap_rows(const Taps<T>& t, const S* plane, const Params& p, co
   return rows;
 }
 
-// The CPU loops of one ISA (csrc/cpu/triplane_cpu.cpp, compiled once per ISA).
+// The CPU loops of one ISA (csrc/cpu/sample_triplanes.cpp, compiled once per ISA).
 void forward_cpu_isa(const Params& p);
 void backward_cpu_isa(const Params& p);
 
@@ -160,5 +160,5 @@ void backward_cpu(const Params& p);
 void forward_cuda(const Params& p, int device, std::uintptr_t stream);
 void backward_cuda(const Params& p, int device, std::uintptr_t stream);
 
-}  // namespace triplane
+}  // namespace sample_triplanes
 }  // namespace ngd

@@ -54,7 +54,7 @@ void launch_typed(const Params& p, cudaStream_t stream) {
 
 }  // namespace
 
-void launch_cuda(const Params& p, int device, std::uintptr_t stream_handle) {
+void forward_cuda(const Params& p, int device, std::uintptr_t stream_handle) {
   if (p.numel == 0) return;
   cuda::DeviceGuard guard(device, "bias_act_cuda");
   cudaStream_t stream = reinterpret_cast<cudaStream_t>(stream_handle);

@@ -1,19 +1,19 @@
-// modulated_conv2d forward (stride 1) on CUDA: an implicit GEMM over modconv.h's output
+// modulated_conv2d forward (stride 1) on CUDA: an implicit GEMM over modulated_conv2d.h's output
 // tiles and K-slices, one block per tile (grid-stride over tiles, so any N fits in grid.x).
 // Each slice's modulated weight tile and im2col input tile go to shared memory through
-// modconv.h's per-element functions (each thread a strided subset), then modconv_gemm.cuh
+// modulated_conv2d.h's per-element functions (each thread a strided subset), then modulated_conv2d_gemm.cuh
 // multiplies them:
 // - fp32 / fp64: SIMT, each thread a register micro-tile of IEEE FMAs (no TF32);
 // - fp16 / bf16: tensor cores through WMMA (16x16x16, fp32 accumulators), the modulated
 //   weight rounded to x's dtype as in the Triton kernel; the accumulators go through
 //   shared memory to the epilogue.
-// The epilogue (demodulation, noise, bias, activation, gain, clamp) is modconv.h's too.
-// The CPU twin (csrc/cpu/modconv_cpu.cpp) runs the same tile functions in loops. The
-// weight gradient's kernels are in modconv_wgrad_cuda.cu.
-#include "modconv_gemm.cuh"
+// The epilogue (demodulation, noise, bias, activation, gain, clamp) is modulated_conv2d.h's too.
+// The CPU twin (csrc/cpu/modulated_conv2d.cpp) runs the same tile functions in loops. The
+// weight gradient's kernels are in modulated_conv2d_weight_grad.cu.
+#include "modulated_conv2d_gemm.cuh"
 
 namespace ngd {
-namespace modconv {
+namespace modulated_conv2d {
 namespace {
 
 using cuda::load_as;
@@ -170,5 +170,5 @@ void forward_cuda(const Params& p, int device, std::uintptr_t stream_handle) {
   launch_gemm<ForwardKernels>(p, device, reinterpret_cast<cudaStream_t>(stream_handle), "modulated_conv2d_cuda");
 }
 
-}  // namespace modconv
+}  // namespace modulated_conv2d
 }  // namespace ngd

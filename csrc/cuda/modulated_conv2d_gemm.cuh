@@ -1,7 +1,7 @@
 // The GEMM pieces that modulated_conv2d's CUDA kernels share: the forward
-// (modconv_cuda.cu: M = output channels, N = output pixels, K = input channels x taps) and
-// the weight gradient (modconv_wgrad_cuda.cu: M = output channels, N = input channels,
-// K = pixels). Each kernel fills its shared-memory tiles through modconv.h's per-element
+// (modulated_conv2d.cu: M = output channels, N = output pixels, K = input channels x taps) and
+// the weight gradient (modulated_conv2d_weight_grad.cu: M = output channels, N = input channels,
+// K = pixels). Each kernel fills its shared-memory tiles through modulated_conv2d.h's per-element
 // functions; the multiplies of one K-slice are here:
 // - fp32 / fp64: SIMT, each thread a register micro-tile of IEEE FMAs (no TF32);
 // - fp16 / bf16: tensor cores through WMMA (16x16x16, fp32 accumulators).
@@ -16,10 +16,10 @@
 #include <type_traits>
 
 #include "nerfgan_distill/cuda_utils.cuh"
-#include "nerfgan_distill/modconv.h"
+#include "nerfgan_distill/modulated_conv2d.h"
 
 namespace ngd {
-namespace modconv {
+namespace modulated_conv2d {
 namespace gemm {
 
 // More blocks than this loop over tiles instead (the grid stays within gridDim.x's limit).
@@ -231,5 +231,5 @@ void launch_gemm(const P& p, int device, cudaStream_t stream, const char* op) {
 }
 
 }  // namespace gemm
-}  // namespace modconv
+}  // namespace modulated_conv2d
 }  // namespace ngd

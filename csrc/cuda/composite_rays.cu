@@ -4,11 +4,11 @@
 // sample's channels are coalesced.
 #include <algorithm>
 
-#include "nerfgan_distill/composite.h"
+#include "nerfgan_distill/composite_rays.h"
 #include "nerfgan_distill/cuda_utils.cuh"
 
 namespace ngd {
-namespace composite {
+namespace composite_rays {
 namespace {
 
 constexpr int kWarp = 32;
@@ -101,7 +101,7 @@ __global__ void backward_kernel(Params p) {
   for (int64_t ch = lane; ch < c; ch += kWarp) grad_rgb_sum += cuda::load_as<T>(g_rgb[ch]);
   grad_rgb_sum = warp_sum(grad_rgb_sum);
   const T back = p.white_back ? T(2) * grad_rgb_sum : T(0);
-  // Reverse walk: `later` is the sum over later intervals of dL/dw * w (see composite_cpu.cpp).
+  // Reverse walk: `later` is the sum over later intervals of dL/dw * w (see composite_rays.cpp).
   T later = T(0), dx_next = T(0);
   for (int64_t k = s - 2; k >= 0; --k) {
     const T t0 = cuda::load_as<T>(t[k]), t1 = cuda::load_as<T>(t[k + 1]);
@@ -151,5 +151,5 @@ void backward_cuda(const Params& p, int device, std::uintptr_t stream_handle) {
   cuda::check(cudaGetLastError(), "composite_rays_cuda", "kernel launch failed");
 }
 
-}  // namespace composite
+}  // namespace composite_rays
 }  // namespace ngd

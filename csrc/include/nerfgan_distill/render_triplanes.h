@@ -9,26 +9,25 @@
 #include <cstdint>
 
 #include "nerfgan_distill/common.h"
-#include "nerfgan_distill/composite.h"
+#include "nerfgan_distill/composite_rays.h"
 #include "nerfgan_distill/philox.h"
-#include "nerfgan_distill/triplane.h"
+#include "nerfgan_distill/sample_triplanes.h"
 
 namespace ngd {
-namespace render {
+namespace render_triplanes {
 
-// Samples per ray (coarse + fine) the kernels keep in per-ray scratch; Python routes
-// larger renders to the composable path.
-constexpr int64_t kMaxSamples = 512;
+// kMaxSamples (kernel_codes.h): samples per ray (coarse + fine) the kernels keep in per-ray
+// scratch; Python routes larger renders to the composable path. render_ray_pointwise (the
+// CUDA kernel) also keeps a sample's features and colors per ray: at most kCudaMaxChannels
+// and kCudaMaxOutputs.
 using SampleIndex = int16_t;  // indexes a ray's samples, < kMaxSamples
-// render_ray_pointwise (the CUDA kernel) also keeps a sample's features and colors per ray.
-constexpr int64_t kCudaMaxChannels = 128, kCudaMaxOutputs = 128;
 
 // Random streams of the stochastic mode (Philox counters: seed, ray, stream, sample).
 constexpr uint32_t kJitterStream = 0, kUniformStream = 1;
 
 struct Params {
   // The plane geometry, read as sample_triplanes reads it (coords, out and m unused).
-  triplane::Params planes;
+  sample_triplanes::Params planes;
   const void* origins = nullptr;     // [N, R, 3] dense, compute type (double for fp64, else float)
   const void* directions = nullptr;  // [N, R, 3] dense, compute type
   const void* fc1_wt = nullptr;      // [C, hidden]: the first layer's weight transposed, compute type
@@ -139,16 +138,16 @@ template <typename T> NGD_HD T mean3(T a, T b, T c) { return (a + b + c) / T(3);
 // (NaN for a NaN point), averaged. load(offset) reads the planes as T.
 template <typename T, typename Load>
 NGD_HD void point_features(const Params& p, int64_t item, const T xyz[3], Load load, T* f) {
-  const triplane::Params& g = p.planes;
-  triplane::Taps<T> taps[3];
+  const sample_triplanes::Params& g = p.planes;
+  sample_triplanes::Taps<T> taps[3];
   for (int plane = 0; plane < 3; ++plane)
-    taps[plane] = triplane::locate(xyz[g.axis_x[plane]] * T(g.scale), xyz[g.axis_y[plane]] * T(g.scale), g.w, g.h);
+    taps[plane] = sample_triplanes::locate(xyz[g.axis_x[plane]] * T(g.scale), xyz[g.axis_y[plane]] * T(g.scale), g.w, g.h);
   for (int64_t ch = 0; ch < g.c; ++ch) {
     T v[3];
     for (int plane = 0; plane < 3; ++plane) {
       T texels[4];
-      triplane::gather(taps[plane], item * g.sp_n + plane * g.sp_p + ch * g.sp_c, g.sp_h, g.sp_w, load, texels);
-      v[plane] = taps[plane].finite ? triplane::blend(taps[plane], texels) : T(NAN);
+      sample_triplanes::gather(taps[plane], item * g.sp_n + plane * g.sp_p + ch * g.sp_c, g.sp_h, g.sp_w, load, texels);
+      v[plane] = taps[plane].finite ? sample_triplanes::blend(taps[plane], texels) : T(NAN);
     }
     f[ch] = mean3(v[0], v[1], v[2]);
   }
@@ -161,7 +160,7 @@ NGD_HD T hidden_unit(const Params& p, const T* f, int64_t j) {
   const T* wt = static_cast<const T*>(p.fc1_wt);
   T acc = T(0);
   for (int64_t i = 0; i < p.planes.c; ++i) acc += f[i] * wt[i * p.hidden + j];
-  return composite::softplus(acc + static_cast<const T*>(p.fc1_bias)[j]);
+  return composite_rays::softplus(acc + static_cast<const T*>(p.fc1_bias)[j]);
 }
 
 // The decoder's output 0, the raw density, alone.
@@ -273,7 +272,7 @@ NGD_HD void merge_indices(const T* t, const SampleIndex* a, int64_t na, const Sa
   }
 }
 
-// --- compositing (MipRayMarcher2, composite.h) -------------------------------------------------
+// --- compositing (MipRayMarcher2, composite_rays.h) -------------------------------------------------
 
 template <typename T>
 struct Walk {
@@ -284,9 +283,9 @@ struct Walk {
 // caller adds weight * (c0 + c1) / 2 to the features.
 template <typename T>
 NGD_HD T walk_interval(Walk<T>& walk, T d0, T d1, T t0, T t1) {
-  const composite::Interval<T> v = composite::interval(d0, d1, t0, t1);
+  const composite_rays::Interval<T> v = composite_rays::interval(d0, d1, t0, t1);
   const T w = v.alpha * walk.transmittance;
-  walk.transmittance = composite::attenuate(walk.transmittance, v.alpha);
+  walk.transmittance = composite_rays::attenuate(walk.transmittance, v.alpha);
   walk.weight_total += w;
   walk.depth_sum += w * ((t0 + t1) / T(2));
   return w;
@@ -301,7 +300,7 @@ NGD_HD T final_feature(T acc, const Walk<T>& walk, bool white_back) {
   return (acc + back) * T(2) - T(1);
 }
 
-// The weighted mean depth before the clamp to the batch's depth range (composite::final_depth).
+// The weighted mean depth before the clamp to the batch's depth range (composite_rays::final_depth).
 template <typename T> NGD_HD T unclamped_depth(const Walk<T>& walk) { return walk.depth_sum / walk.weight_total; }
 
 // --- one ray, a point at a time ----------------------------------------------------------------
@@ -376,7 +375,7 @@ NGD_HD void render_ray_pointwise(const Params& p, int64_t ray, const MissFallbac
   static_cast<T*>(p.weight_total)[ray] = walk.weight_total;
 }
 
-// The CPU loops of one ISA (csrc/cpu/render_cpu.cpp, compiled once per ISA).
+// The CPU loops of one ISA (csrc/cpu/render_triplanes.cpp, compiled once per ISA).
 void forward_cpu_isa(const Params& p);
 
 NGD_ISA_END
@@ -384,23 +383,5 @@ NGD_ISA_END
 void forward_cpu(const Params& p);
 void forward_cuda(const Params& p, int device, std::uintptr_t stream);
 
-// importance_depths, the op on its own (EG3D's sample_importance with the uniforms given):
-// each ray's fine depths from its coarse depths and interval weights, with importance_cdf
-// and importance_depth above. All arrays dense, in the compute type (float or double).
-struct ImportanceParams {
-  const void* depths = nullptr;   // [rays, coarse], sorted along coarse
-  const void* weights = nullptr;  // [rays, coarse - 1]
-  const void* u = nullptr;        // [rays, fine], in [0, 1]
-  void* out = nullptr;            // [rays, fine]
-  int64_t rays = 0;
-  int64_t coarse = 0;             // 4 <= coarse <= kMaxSamples: a ray's cdf lives in kMaxSamples entries
-  int64_t fine = 0;
-  int dtype = kFloat32;           // kFloat32 or kFloat64 only (Python computes fp16/bf16 in fp32)
-  int threads = 1;                // CPU only
-};
-
-void importance_forward_cpu(const ImportanceParams& p);
-void importance_forward_cuda(const ImportanceParams& p, int device, std::uintptr_t stream);
-
-}  // namespace render
+}  // namespace render_triplanes
 }  // namespace ngd

@@ -3,11 +3,11 @@
 // Compiled once per CPU ISA (NGD_ISA); csrc/cpu/cpu_dispatch.cpp picks one at run time.
 #include <vector>
 
-#include "nerfgan_distill/composite.h"
+#include "nerfgan_distill/composite_rays.h"
 #include "nerfgan_distill/host_half.h"
 
 namespace ngd {
-namespace composite {
+namespace composite_rays {
 NGD_ISA_BEGIN
 namespace {
 
@@ -131,5 +131,5 @@ void backward_cpu_isa(const Params& p) {
 }
 
 NGD_ISA_END
-}  // namespace composite
+}  // namespace composite_rays
 }  // namespace ngd

@@ -1,16 +1,16 @@
 // modulated_conv2d's weight gradient (stride 1) on CUDA: per tap a GEMM with M = output
-// channels, N = input channels and K = pixels, over modconv.h's weight-gradient tiles (one
+// channels, N = input channels and K = pixels, over modulated_conv2d.h's weight-gradient tiles (one
 // block per tile of one tap and one split; grid-stride over tiles). For each sample of the
 // split, each K-slice (block_k consecutive pixels) loads the A tile g [block_o x block_k] and
-// the transposed B tile x [block_i x block_k] through modconv.h's per-element functions, and
-// modconv_gemm.cuh multiplies them into the sample's pixel sum (SIMT for fp32 / fp64, WMMA
+// the transposed B tile x [block_i x block_k] through modulated_conv2d.h's per-element functions, and
+// modulated_conv2d_gemm.cuh multiplies them into the sample's pixel sum (SIMT for fp32 / fp64, WMMA
 // for fp16 / bf16). The sum is then scaled by d[n, o] s[n, i] (sample_scale) into the
 // split's accumulator, and the tile is stored, in the compute type, to the split's partial
-// sum. The CPU twin (csrc/cpu/modconv_cpu.cpp) runs the same tile functions in loops.
-#include "modconv_gemm.cuh"
+// sum. The CPU twin (csrc/cpu/modulated_conv2d.cpp) runs the same tile functions in loops.
+#include "modulated_conv2d_gemm.cuh"
 
 namespace ngd {
-namespace modconv {
+namespace modulated_conv2d {
 namespace {
 
 using cuda::load_as;
@@ -198,5 +198,5 @@ void weight_grad_cuda(const WeightGradParams& p, int device, std::uintptr_t stre
                                  "modulated_conv2d_weight_grad_cuda");
 }
 
-}  // namespace modconv
+}  // namespace modulated_conv2d
 }  // namespace ngd

@@ -1,18 +1,20 @@
-// importance_depths on CUDA: one thread per ray, its cdf in local memory, with render.h's
+// importance_depths on CUDA: one thread per ray, its cdf in local memory, with render_triplanes.h's
 // per-ray math (what the fused renderer's kernel runs).
 #include <stdexcept>
 
 #include "nerfgan_distill/cuda_utils.cuh"
-#include "nerfgan_distill/render.h"
+#include "nerfgan_distill/importance_depths.h"
 
 namespace ngd {
-namespace render {
+namespace importance_depths {
 namespace {
+
+using namespace render_triplanes;  // the per-ray math and kMaxSamples
 
 constexpr int kImportanceThreads = 128;  // rays per block
 
 template <typename T>
-__global__ void __launch_bounds__(kImportanceThreads) importance_kernel(ImportanceParams p) {
+__global__ void __launch_bounds__(kImportanceThreads) importance_kernel(Params p) {
   const int64_t r = int64_t(blockIdx.x) * kImportanceThreads + threadIdx.x;
   if (r >= p.rays) return;
   const T* __restrict__ depths = static_cast<const T*>(p.depths) + r * p.coarse;
@@ -27,7 +29,7 @@ __global__ void __launch_bounds__(kImportanceThreads) importance_kernel(Importan
 
 }  // namespace
 
-void importance_forward_cuda(const ImportanceParams& p, int device, std::uintptr_t stream_handle) {
+void forward_cuda(const Params& p, int device, std::uintptr_t stream_handle) {
   if (p.rays == 0 || p.fine == 0) return;
   if (p.dtype != kFloat32 && p.dtype != kFloat64)
     throw std::invalid_argument("importance_depths_cuda: dtype must be float32 or float64");
@@ -41,5 +43,5 @@ void importance_forward_cuda(const ImportanceParams& p, int device, std::uintptr
   cuda::check(cudaGetLastError(), "importance_depths_cuda", "kernel launch failed");
 }
 
-}  // namespace render
+}  // namespace importance_depths
 }  // namespace ngd

@@ -140,7 +140,7 @@ void run(const Params& p) {
 
 }  // namespace
 
-void launch_cpu_isa(const Params& p) {
+void forward_cpu_isa(const Params& p) {
   with_host_dtype(p.dtype, "upfirdn2d_cpu", [&](auto s, auto t) { run<decltype(s), decltype(t)>(p); });
 }
 

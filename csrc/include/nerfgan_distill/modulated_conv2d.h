@@ -8,8 +8,8 @@
 // The kernels split the work into output tiles (block_o channels x block_p pixels of one
 // sample) and each tile's K into slices (block_k input channels under one tap). Every
 // index computation lives here, as NGD_HD functions of one tile element, so the CUDA
-// kernel (csrc/cuda/modconv_cuda.cu: threads each take a strided subset of a tile) and
-// its CPU twin (csrc/cpu/modconv_cpu.cpp: loops) share it and the twin tests it. The weight
+// kernel (csrc/cuda/modulated_conv2d.cu: threads each take a strided subset of a tile) and
+// its CPU twin (csrc/cpu/modulated_conv2d.cpp: loops) share it and the twin tests it. The weight
 // gradient (its own section below) is built the same way. dL/dx needs no kernel of its own:
 // it is the forward on the gradient, with the weight transposed and flipped.
 //
@@ -28,7 +28,7 @@
 #include "nerfgan_distill/common.h"
 
 namespace ngd {
-namespace modconv {
+namespace modulated_conv2d {
 
 struct Params {
   const void* x = nullptr;      // [N, I, H, W], strides sx_*, x's dtype
@@ -314,7 +314,7 @@ NGD_HD void store_weight_grad(const WeightGradParams& p, const WeightGradTile& t
   static_cast<T*>(p.partial)[((t.split * p.kh * p.kw + tap) * p.o + o) * p.i + i] = value;
 }
 
-// The CPU twins of one ISA (csrc/cpu/modconv_cpu.cpp, compiled once per ISA).
+// The CPU twins of one ISA (csrc/cpu/modulated_conv2d.cpp, compiled once per ISA).
 void forward_cpu_isa(const Params& p);
 void weight_grad_cpu_isa(const WeightGradParams& p);
 
@@ -326,5 +326,5 @@ void forward_cuda(const Params& p, int device, std::uintptr_t stream);
 void weight_grad_cpu(const WeightGradParams& p);
 void weight_grad_cuda(const WeightGradParams& p, int device, std::uintptr_t stream);
 
-}  // namespace modconv
+}  // namespace modulated_conv2d
 }  // namespace ngd

@@ -53,7 +53,7 @@ void run_typed(const Params& p) {
 
 }  // namespace
 
-void launch_cpu_isa(const Params& p) {
+void forward_cpu_isa(const Params& p) {
   with_host_dtype(p.dtype, "bias_act_cpu", [&](auto s, auto t) { run_typed<decltype(s), decltype(t)>(p); });
 }
 

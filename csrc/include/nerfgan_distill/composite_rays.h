@@ -8,7 +8,7 @@
 #include "nerfgan_distill/common.h"
 
 namespace ngd {
-namespace composite {
+namespace composite_rays {
 
 struct Params {
   const void* colors = nullptr;       // [rays, S, C] dense, storage dtype
@@ -86,7 +86,7 @@ NGD_HD T depth_grad_scale(T raw, T lo, T hi, T weight_total) {
   return (ngd_isfinite(raw) && raw >= lo && raw <= hi) ? T(1) / weight_total : T(0);
 }
 
-// The CPU loops of one ISA (csrc/cpu/composite_cpu.cpp, compiled once per ISA).
+// The CPU loops of one ISA (csrc/cpu/composite_rays.cpp, compiled once per ISA).
 void forward_cpu_isa(const Params& p);
 void backward_cpu_isa(const Params& p);
 
@@ -97,5 +97,5 @@ void backward_cpu(const Params& p);
 void forward_cuda(const Params& p, int device, std::uintptr_t stream);
 void backward_cuda(const Params& p, int device, std::uintptr_t stream);
 
-}  // namespace composite
+}  // namespace composite_rays
 }  // namespace ngd

@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "nerfgan_distill/host_half.h"
-#include "nerfgan_distill/triplane.h"
+#include "nerfgan_distill/sample_triplanes.h"
 
 namespace ngd {
-namespace triplane {
+namespace sample_triplanes {
 NGD_ISA_BEGIN
 namespace {
 
@@ -151,5 +151,5 @@ void backward_cpu_isa(const Params& p) {
 }
 
 NGD_ISA_END
-}  // namespace triplane
+}  // namespace sample_triplanes
 }  // namespace ngd
