@@ -4,8 +4,8 @@ dtype codes, bias_act's activation and mode codes, and the fused renderer's size
 defined here and nowhere else: csrc/include/nerfgan_distill/kernel_codes.h is generated from
 this file (``python -m nerfgan_distill.kernel_codes --write``), the Triton kernels and the
 ops import it, and tests/test_kernel_codes.py checks that the header is up to date and that
-the compiled module holds the same values. Pure Python (no torch), so the build and the
-Triton kernels can import it.
+the compiled module holds the same values. It imports nothing but the standard library
+(no torch, no package of ours).
 """
 from __future__ import annotations
 
