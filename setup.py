@@ -127,14 +127,16 @@ setup(
         "nerfgan_distill.networks",
         "nerfgan_distill.student",
         "nerfgan_distill.distill",
+        "nerfgan_distill.viewer",
         "nerfgan_distill.triton_kernels",
     ],
     # Triton kernels live in the top-level triton_kernels/ folder of the source tree
     # but install inside our package: a top-level "triton_kernels" would clash with
     # the PyPI package of that name.
     package_dir={"nerfgan_distill.triton_kernels": "triton_kernels"},
-    # The bundled teacher's weights and training record (tools/train_bundled_teacher.py).
-    package_data={"nerfgan_distill.teacher": ["bundled.safetensors", "bundled.json"]},
+    # The bundled teacher's weights and training record (tools/train_bundled_teacher.py); the viewer's page.
+    package_data={"nerfgan_distill.teacher": ["bundled.safetensors", "bundled.json"],
+                  "nerfgan_distill.viewer": ["static/*"]},
     ext_modules=[CMakeExtension("nerfgan_distill._C")],
     cmdclass={"build_ext": CMakeBuild},
     zip_safe=False,

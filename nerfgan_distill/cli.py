@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="time the kernels on every backend, write JSON results")
     add_arguments(bench)
     bench.set_defaults(handler=_bench)
-    from . import demo_cli, distill_cli, eval_cli, render_cli, teacher_cli, train_cli
+    from . import demo_cli, distill_cli, eval_cli, render_cli, teacher_cli, train_cli, view_cli
 
     demo_cli.add_commands(commands)
     teacher_cli.add_commands(commands)
@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     distill_cli.add_commands(commands)
     train_cli.add_commands(commands)
     eval_cli.add_commands(commands)
+    view_cli.add_commands(commands)
     from nerfgan_distill.bench.student import add_arguments as add_student_arguments
 
     bench_student = commands.add_parser("bench-student", help="student vs teacher images/s and peak memory vs batch "

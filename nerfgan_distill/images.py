@@ -14,7 +14,7 @@ import torch
 
 from .formats import atomic_file, atomic_write
 
-__all__ = ["to_uint8", "write_png", "image_grid", "write_gif", "write_mp4"]
+__all__ = ["to_uint8", "png_bytes", "write_png", "error_image", "image_grid", "write_gif", "write_mp4"]
 
 PathLike = Union[str, os.PathLike]
 VIDEO_EXTRA = 'pip install "nerfgan-distill[video]"'
@@ -29,11 +29,20 @@ def to_uint8(image: torch.Tensor) -> torch.Tensor:
     return (image.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu()
 
 
+def png_bytes(image: torch.Tensor) -> bytes:
+    """A [3, H, W] image in [-1, 1] as the bytes of an 8-bit RGB PNG."""
+    return iio.imwrite("<bytes>", to_uint8(image).contiguous().numpy(), plugin="pillow", extension=".png")
+
+
 def write_png(path: PathLike, image: torch.Tensor) -> None:
     """Write a [3, H, W] image in [-1, 1] as an 8-bit RGB PNG (atomically)."""
-    pixels = to_uint8(image).contiguous().numpy()
-    data = iio.imwrite("<bytes>", pixels, plugin="pillow", extension=".png")
+    data = png_bytes(image)
     atomic_write(path, lambda f: f.write(data))
+
+
+def error_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """|a - b| of [-1, 1] images [3, H, W] as an image on a fixed scale: black 0, white 2 (the largest possible)."""
+    return (a - b).abs().mean(dim=0, keepdim=True).expand_as(a).clamp(0, 2) - 1
 
 
 def image_grid(images, columns: int, padding: int = 0, pad_value: float = -1.0) -> torch.Tensor:

@@ -9,18 +9,13 @@ from pathlib import Path
 __all__ = ["add_commands"]
 
 
-def _error_image(a, b):
-    """|a - b| of [-1, 1] images shown on the same scale: black 0, white 2 (the largest possible)."""
-    return (a - b).abs().mean(dim=0, keepdim=True).expand_as(a).clamp(0, 2) - 1
-
-
 def _panel(teacher_image, student_image):
     """One picture per view: the teacher alone, or teacher | student | |error| side by side."""
-    from .images import image_grid
+    from .images import error_image, image_grid
 
     if student_image is None:
         return teacher_image
-    return image_grid([teacher_image, student_image, _error_image(teacher_image, student_image)], columns=3)
+    return image_grid([teacher_image, student_image, error_image(teacher_image, student_image)], columns=3)
 
 
 def _render(args: argparse.Namespace) -> int:
