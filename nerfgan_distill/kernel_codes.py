@@ -19,6 +19,9 @@ ENUMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "DType": ("ngd", ("Float32", "Float64", "Float16", "BFloat16")),
     "Act": ("ngd::bias_act", ("Linear", "Relu", "Lrelu", "Tanh", "Sigmoid", "Elu", "Selu", "Softplus", "Swish")),
     "Mode": ("ngd::bias_act", ("Forward", "Grad", "Grad2")),
+    # filtered_lrelu's two passes, and the code it keeps per intermediate sample for the gradient.
+    "Pass": ("ngd::filtered_lrelu", ("Activate", "Masked")),
+    "Sign": ("ngd::filtered_lrelu", ("Positive", "Negative", "Clamped")),
 }
 
 # constant name -> (C++ namespace, value): bounds of the per-ray buffers the render kernels keep.
@@ -41,6 +44,8 @@ def limit(name: str) -> int:
 DTYPE = codes("DType")
 ACT = codes("Act")
 BIAS_ACT_MODE = codes("Mode")
+FILTERED_LRELU_PASS = codes("Pass")
+FILTERED_LRELU_SIGN = codes("Sign")
 RENDER_MAX_SAMPLES = limit("MaxSamples")
 RENDER_CUDA_MAX_CHANNELS = limit("CudaMaxChannels")
 RENDER_CUDA_MAX_OUTPUTS = limit("CudaMaxOutputs")

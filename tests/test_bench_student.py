@@ -2,6 +2,7 @@
 are positive. No timing is asserted (speed is measured in benchmarks, not in tests)."""
 import json
 
+import pytest
 import torch
 
 from nerfgan_distill.bench import student as bench_student
@@ -42,20 +43,23 @@ def test_inference_section_writes_rows_ratios_flops_and_a_plot(tmp_path):
             _positive(row, "speedup_vs_teacher_reference")
 
 
-def test_training_section_times_our_step_against_torch(tmp_path):
+def test_training_section_times_our_steps_against_torch(tmp_path):
     args = _args(tmp_path, "--training", "--training-presets", "tiny", "--training-batch", "2", "--no-compile")
     (path,) = bench_student.run(args)
     data = json.loads(path.read_text())
     assert data["suite"] == "student-training"
-    rows = {r["path"]: r for r in data["rows"]}
-    assert set(rows) == {"ours", "torch"}
-    for row in rows.values():
+    rows = {(r["step"], r["path"]): r for r in data["rows"]}
+    assert set(rows) == {(k, p) for k in ("stage1", "stage2", "stage2+r1") for p in ("ours", "torch")}
+    for (kind, _), row in rows.items():
         assert row["preset"] == "tiny" and row["batch"] == 2
         _positive(row, "median_ms", "ms_per_image", "images_per_s", "params")
-    _positive(rows["ours"], "speedup_vs_torch", "paired_speedup_vs_torch")
+        if kind != "stage1":
+            _positive(row, "discriminator_params")
+    for kind in ("stage1", "stage2", "stage2+r1"):
+        _positive(rows[kind, "ours"], "speedup_vs_torch", "paired_speedup_vs_torch")
 
 
-def test_training_step_runs_the_stage2_hook_and_updates_the_weights():
+def _tiny_pair():
     from nerfgan_distill import student, teacher
 
     kwargs, resolution = teacher.tiny_config()
@@ -64,15 +68,44 @@ def test_training_step_runs_the_stage2_hook_and_updates_the_weights():
     c = teacher.cameras.frontal_camera(G.camera_defaults(), batch_size=2)
     ws = G.mapping(torch.randn(2, G.z_dim), c)
     with torch.no_grad():
-        targets = {k: torch.zeros_like(v) for k, v in S(ws, c).items()}
-    calls = []
+        targets = {k: torch.rand_like(v) * 2 - 1 for k, v in S(ws, c).items()}
+    return G, S, ws, c, targets
 
-    def stage2(model, out):
-        calls.append(model)
-        return out["image"].mean() * 0
 
+def test_stage1_step_updates_the_student():
+    _, S, ws, c, targets = _tiny_pair()
     before = [p.detach().clone() for p in S.parameters()]
-    optimizer = torch.optim.Adam(S.parameters(), lr=1e-3)
-    loss = bench_student.training_step(S, optimizer, ws, c, targets, stage2_step=stage2)()
-    assert calls == [S] and torch.isfinite(loss) and loss > 0
+    loss = bench_student.training_step(S, torch.optim.Adam(S.parameters(), lr=1e-3), ws, c, targets)()
+    assert torch.isfinite(loss) and loss > 0
     assert any(not torch.equal(a, p) for a, p in zip(before, S.parameters()))
+
+
+@pytest.mark.parametrize("with_r1", [False, True])
+def test_stage2_step_updates_both_models_as_the_trainer_does(with_r1):
+    from nerfgan_distill.distill import losses
+    from nerfgan_distill.distill.config import discriminator_kwargs
+    from nerfgan_distill.networks.discriminator import DualDiscriminator
+
+    G, S, ws, c, targets = _tiny_pair()
+    D = DualDiscriminator(**discriminator_kwargs("tiny", G.img_resolution, 2)).requires_grad_(False)
+    student_loss, discriminator_loss = bench_student.stage2_losses(S, D, targets)
+    loss_g, fake = student_loss(ws, c)
+    expected = sum({**losses.rec_lr(fake, targets), **losses.rec_hr(fake, targets),
+                    **losses.adversarial_generator(D, fake, c)}.values())
+    torch.testing.assert_close(loss_g, expected)
+    r1_calls = []
+
+    def r1(c_):
+        r1_calls.append(1)
+        return losses.r1_penalty(D, {"image": targets["image"], "image_raw": targets["image_raw"]}, c_, 1.0)["r1"]
+
+    s_before = [p.detach().clone() for p in S.parameters()]
+    d_before = [p.detach().clone() for p in D.parameters()]
+    step = bench_student.stage2_training_step(S, D, torch.optim.Adam(S.parameters(), lr=1e-3),
+                                              torch.optim.Adam(D.parameters(), lr=1e-3), ws, c, student_loss,
+                                              discriminator_loss, r1 if with_r1 else None)
+    assert torch.isfinite(step())
+    assert any(not torch.equal(a, p) for a, p in zip(s_before, S.parameters()))
+    assert any(not torch.equal(a, p) for a, p in zip(d_before, D.parameters()))
+    assert not any(p.requires_grad for p in D.parameters())  # frozen again for the next student update
+    assert len(r1_calls) == int(with_r1)

@@ -25,6 +25,7 @@ def test_compiled_module_has_the_same_codes():
         pytest.skip(_native.load_error())
     compiled = _native.load().compiled_codes()
     assert compiled == {"DType": kernel_codes.DTYPE, "Act": kernel_codes.ACT, "Mode": kernel_codes.BIAS_ACT_MODE,
+                        "Pass": kernel_codes.FILTERED_LRELU_PASS, "Sign": kernel_codes.FILTERED_LRELU_SIGN,
                         "limits": {name: value for name, (_, value) in kernel_codes.LIMITS.items()}}
 
 
@@ -35,6 +36,7 @@ def test_python_and_triton_read_the_codes_from_kernel_codes():
     pytest.importorskip("triton")
     from nerfgan_distill.triton_kernels import (
         bias_act,
+        filtered_lrelu,
         importance_depths,
         render_triplanes,
     )
@@ -43,6 +45,10 @@ def test_python_and_triton_read_the_codes_from_kernel_codes():
         assert getattr(bias_act, f"_{name.upper()}").value == kernel_codes.ACT[name]
     assert bias_act._FORWARD.value == kernel_codes.BIAS_ACT_MODE["forward"]
     assert bias_act._GRAD.value == kernel_codes.BIAS_ACT_MODE["grad"]
+    assert (filtered_lrelu._ACTIVATE.value, filtered_lrelu._MASKED.value) == (
+        kernel_codes.FILTERED_LRELU_PASS["activate"], kernel_codes.FILTERED_LRELU_PASS["masked"])
+    assert (filtered_lrelu._NEGATIVE.value, filtered_lrelu._CLAMPED.value) == (
+        kernel_codes.FILTERED_LRELU_SIGN["negative"], kernel_codes.FILTERED_LRELU_SIGN["clamped"])
     assert render_triplanes.MAX_SAMPLES == importance_depths.MAX_COARSE == kernel_codes.RENDER_MAX_SAMPLES
     assert (render_triplanes.MAX_CHANNELS, render_triplanes.MAX_OUTPUTS) == (
         kernel_codes.RENDER_CUDA_MAX_CHANNELS, kernel_codes.RENDER_CUDA_MAX_OUTPUTS)

@@ -118,6 +118,12 @@ for dtype in (torch.float32, torch.float64, torch.bfloat16):
     xd, wd, sd = xs.to(dtype).requires_grad_(True), ws.clone().requires_grad_(True), (ss + 1).requires_grad_(True)
     y = modconv._cpu_twin(xd, wd, sd, padding=1, act="swish", clamp=2.0)
     outs += [y, *torch.autograd.grad(y, (xd, wd, sd), torch.ones_like(y))]  # the twin's backward kernels
+from nerfgan_distill.networks.filters import lowpass_filter
+xf = torch.randn(2, 5, 13, 11, generator=gen).requires_grad_(True)
+bf, kaiser = torch.randn(5, generator=gen), lowpass_filter(12, 2, 12, 32)
+for fu, fd in ((kaiser, kaiser), (torch.rand(4, 5, generator=gen), torch.rand(3, 3, generator=gen))):
+    y = nd.ops.filtered_lrelu(xf, fu, fd, bf, up=2, down=2, padding=[9, 8, 9, 8], clamp=1.0, backend="cpu")
+    outs += [y, *torch.autograd.grad(y, (xf,), torch.ones_like(y))]  # both passes, separable and dense
 torch.save([o for o in outs if o is not None], sys.argv[1])
 print(_native.build_info()["cpu_isa"])
 """

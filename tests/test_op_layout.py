@@ -15,9 +15,8 @@ from nerfgan_distill.ops import KERNEL_OPS
 ROOT = Path(__file__).resolve().parent.parent
 PASSES = ("forward", "backward", "weight_grad")
 # Ops whose native and Triton kernels are still compositions of other ops' kernels
-# (strict: once the files exist this xfail fails, and the entry must go).
-NO_KERNELS_YET = {"filtered_lrelu": "the fused filtered_lrelu kernels are not written yet: its cpu, cuda and "
-                                    "triton backends compose upfirdn2d and bias_act"}
+# (strict: once the files exist this xfail fails, and the entry must go). None today.
+NO_KERNELS_YET: dict[str, str] = {}
 
 pytestmark = pytest.mark.skipif(not (ROOT / "csrc").is_dir(), reason="not a source checkout")
 

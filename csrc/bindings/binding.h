@@ -102,6 +102,7 @@ void def_launchers(py::module_& m, const std::string& kernel, void (*check)(cons
 namespace ngd::bindings {
 void bind_bias_act(py::module_& m);
 void bind_upfirdn2d(py::module_& m);
+void bind_filtered_lrelu(py::module_& m);
 void bind_sample_triplanes(py::module_& m);
 void bind_composite_rays(py::module_& m);
 void bind_render_triplanes(py::module_& m);

@@ -54,7 +54,7 @@ py::dict build_info() {
 // The codes as the kernels were compiled, spelt as kernel_codes.py spells them. Listed by
 // hand on purpose: a code added there and not here (or a stale build) fails the test.
 py::dict compiled_codes() {
-  py::dict dtype, act, mode, limits, codes;
+  py::dict dtype, act, mode, pass, sign, limits, codes;
   dtype["float32"] = int(kFloat32);
   dtype["float64"] = int(kFloat64);
   dtype["float16"] = int(kFloat16);
@@ -72,12 +72,19 @@ py::dict compiled_codes() {
   mode["forward"] = int(kForward);
   mode["grad"] = int(kGrad);
   mode["grad2"] = int(kGrad2);
+  pass["activate"] = int(filtered_lrelu::kActivate);
+  pass["masked"] = int(filtered_lrelu::kMasked);
+  sign["positive"] = int(filtered_lrelu::kPositive);
+  sign["negative"] = int(filtered_lrelu::kNegative);
+  sign["clamped"] = int(filtered_lrelu::kClamped);
   limits["MaxSamples"] = render_triplanes::kMaxSamples;
   limits["CudaMaxChannels"] = render_triplanes::kCudaMaxChannels;
   limits["CudaMaxOutputs"] = render_triplanes::kCudaMaxOutputs;
   codes["DType"] = dtype;
   codes["Act"] = act;
   codes["Mode"] = mode;
+  codes["Pass"] = pass;
+  codes["Sign"] = sign;
   codes["limits"] = limits;
   return codes;
 }
@@ -92,6 +99,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("compiled_codes", &compiled_codes, "The shared codes as the kernels were compiled (kernel_codes.py).");
   bind_bias_act(m);
   bind_upfirdn2d(m);
+  bind_filtered_lrelu(m);
   bind_sample_triplanes(m);  // before render_triplanes: its params hold a SampleTriplanesParams
   bind_composite_rays(m);
   bind_render_triplanes(m);

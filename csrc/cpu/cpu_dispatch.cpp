@@ -6,6 +6,7 @@
 
 #include "nerfgan_distill/bias_act.h"
 #include "nerfgan_distill/composite_rays.h"
+#include "nerfgan_distill/filtered_lrelu.h"
 #include "nerfgan_distill/modulated_conv2d.h"
 #include "nerfgan_distill/render_triplanes.h"
 #include "nerfgan_distill/sample_triplanes.h"
@@ -53,6 +54,13 @@ namespace baseline { void forward_cpu_isa(const Params& p); }
 namespace avx2 { void forward_cpu_isa(const Params& p); }
 void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
 }  // namespace upfirdn2d
+
+namespace filtered_lrelu {
+namespace baseline { void forward_cpu_isa(const Params& p); void backward_cpu_isa(const Params& p); }
+namespace avx2 { void forward_cpu_isa(const Params& p); void backward_cpu_isa(const Params& p); }
+void forward_cpu(const Params& p) { run_best(p, &baseline::forward_cpu_isa, &avx2::forward_cpu_isa); }
+void backward_cpu(const Params& p) { run_best(p, &baseline::backward_cpu_isa, &avx2::backward_cpu_isa); }
+}  // namespace filtered_lrelu
 
 namespace sample_triplanes {
 namespace baseline { void forward_cpu_isa(const Params& p); void backward_cpu_isa(const Params& p); }

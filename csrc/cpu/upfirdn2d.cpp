@@ -8,7 +8,6 @@
 // zero-padded buffer and filtered with the taps unrolled and no bounds checks.
 // Compiled once per CPU ISA (NGD_ISA); csrc/cpu/cpu_dispatch.cpp picks one at run time.
 #include <algorithm>
-#include <numeric>
 #include <vector>
 
 #include "nerfgan_distill/host_half.h"
@@ -18,33 +17,6 @@ namespace ngd {
 namespace upfirdn2d {
 NGD_ISA_BEGIN
 namespace {
-
-int64_t ceil_div(int64_t a, int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; }  // a >= 0 useful range
-
-// Output columns ox0 + j * ox_step (j < count) read input column ix0 + j * ix_step through tap kx.
-struct ColumnSpan {
-  int64_t ox0 = 0, ox_step = 1, ix0 = 0, ix_step = 1, count = 0;
-};
-
-ColumnSpan column_span(const Params& p, int kx) {
-  ColumnSpan span;
-  const int64_t up = p.up_x, down = p.down_x;
-  int64_t first = -1;  // (ox * down + kx - pad) % up repeats with a period <= up
-  for (int64_t ox = 0; ox < std::min<int64_t>(up, p.out_w); ++ox) {
-    if ((ox * down + kx - p.pad_x0) % up == 0) { first = ox; break; }
-  }
-  if (first < 0) return span;
-  const int64_t g = std::gcd(up, down);
-  span.ox_step = up / g;
-  span.ix_step = down / g;
-  const int64_t ix_first = (first * down + kx - p.pad_x0) / up;  // exact division
-  const int64_t j0 = ix_first >= 0 ? 0 : ceil_div(-ix_first, span.ix_step);
-  const int64_t j1 = std::min(ceil_div(p.w - ix_first, span.ix_step), ceil_div(p.out_w - first, span.ox_step));
-  span.count = std::max<int64_t>(0, j1 - j0);
-  span.ox0 = first + j0 * span.ox_step;
-  span.ix0 = ix_first + j0 * span.ix_step;
-  return span;
-}
 
 // Planes up to this many padded elements (256 KB of floats) stay in cache while filtered.
 constexpr int64_t kMaxPlaneBuffer = 64 * 1024;
@@ -104,7 +76,7 @@ void run(const Params& p) {
   const T* f = static_cast<const T*>(p.f);
   S* out = static_cast<S*>(p.out);
   std::vector<ColumnSpan> spans(p.fw);
-  for (int kx = 0; kx < p.fw; ++kx) spans[kx] = column_span(p, kx);
+  for (int kx = 0; kx < p.fw; ++kx) spans[kx] = column_span(p.up_x, p.down_x, p.pad_x0, p.w, p.out_w, kx);
   const int64_t rows = p.n * p.c * p.out_h;
 #pragma omp parallel num_threads(p.threads) if (rows * p.out_w >= 4096)
   {

@@ -25,9 +25,13 @@ the per-round ratios), and per model the parameter count and FLOPs per image (to
 flop_counter at batch 1: convolutions and matmuls, 2 FLOPs per multiply-add, so `gmacs` is half;
 see flops_per_image). A PNG plot (images/s and memory against batch) goes next to it.
 
---training (or --section training/all) times one stage-1 distillation training step instead (see
-training_step): for presets demo (with a small teacher) and eg3d-512 (FFHQ scale), on our ops, on
-the torch reference ops eagerly, and on the torch reference ops under torch.compile.
+--training (or --section training/all) times distillation training steps instead: for presets demo
+(with a small teacher) and eg3d-512 (FFHQ scale), on our ops, on the torch reference ops eagerly, and
+on the torch reference ops under torch.compile. --training-steps picks the kinds of step:
+`stage1` (training_step: the student's reconstruction update), `stage2` (stage2_training_step: the
+student's update with L_adv, then the discriminator's L_adv update, as distill.Trainer runs them) and
+`stage2+r1` (the same with the R1 penalty, which the trainer adds every r1_interval steps; its double
+backward always runs eagerly, torch.compile has no double backward).
 """
 from __future__ import annotations
 
@@ -53,6 +57,8 @@ TRAINING_PRESETS = ("demo", "eg3d-512")
 DEMO_TEACHER = dict(img_resolution=64, neural_rendering_resolution=32, plane_resolution=64, plane_channels=16)
 TRAINING_BATCH_CPU = {"demo": 4, "eg3d-512": 1}
 TRAINING_PATHS = {"ours": "auto", "torch": "torch", "torch.compile": "torch"}
+TRAINING_STEPS = ("stage1", "stage2", "stage2+r1")
+R1_GAMMA = 1.0  # the value only scales a term; the time does not depend on it
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--training-presets", nargs="+", default=list(TRAINING_PRESETS))
     parser.add_argument("--training-batch", type=int, default=None,
                         help="training batch (default: demo 4 and eg3d-512 1 on CPU, 8 on CUDA)")
+    parser.add_argument("--training-steps", nargs="+", choices=TRAINING_STEPS, default=list(TRAINING_STEPS),
+                        help="kinds of training step timed (default: all three)")
     parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile training path")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
 
@@ -292,16 +300,10 @@ def l1_losses(out: dict, targets: dict) -> torch.Tensor:
 
 
 def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ws: torch.Tensor, c: torch.Tensor,
-                  targets: dict, forward_loss: Optional[Callable] = None,
-                  stage2_step: Optional[Callable] = None) -> Callable[[], torch.Tensor]:
-    """-> a callable running one student training step: forward on (ws, c), the L1 losses
-    against fixed targets, backward, Adam step.
-
-    forward_loss(ws, c) -> loss replaces the forward and loss (the torch.compile'd path passes
-    its compiled one). stage2_step: the hook for stage 2 (adversarial training, the
-    discriminator is not written yet): stage2_step(model, out) -> a loss added to the
-    reconstruction loss (the generator's adversarial term; it may run its own discriminator
-    update inside). With it the forward is always eager, since it needs the outputs."""
+                  targets: dict, forward_loss: Optional[Callable] = None) -> Callable[[], torch.Tensor]:
+    """-> a callable running one stage-1 student training step: forward on (ws, c), the L1 losses
+    against fixed targets, backward, Adam step. forward_loss(ws, c) -> loss replaces the forward
+    and loss (the torch.compile'd path passes its compiled one)."""
     def default_forward_loss(ws_, c_):
         return l1_losses(model(ws_, c_), targets)
 
@@ -309,14 +311,54 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ws: 
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        if stage2_step is None:
-            loss = forward_loss(ws, c)
-        else:
-            out = model(ws, c)
-            loss = l1_losses(out, targets) + stage2_step(model, out)
+        loss = forward_loss(ws, c)
         loss.backward()
         optimizer.step()
         return loss.detach()
+
+    return step
+
+
+def stage2_losses(model: torch.nn.Module, discriminator: torch.nn.Module, targets: dict):
+    """(student_loss(ws, c) -> (loss, fake), discriminator_loss(fake, c) -> loss): stage 2's terms
+    from distill.losses, with the fixed targets as the teacher's renders and as the real set."""
+    from ..distill import losses
+
+    real = {"image": targets["image"], "image_raw": targets["image_raw"]}
+
+    def student_loss(ws_, c_):
+        fake = model(ws_, c_)
+        terms = {**losses.rec_lr(fake, targets), **losses.rec_hr(fake, targets),
+                 **losses.adversarial_generator(discriminator, fake, c_)}
+        return sum(terms.values()), fake
+
+    def discriminator_loss(fake, c_):
+        return sum(losses.adversarial_discriminator(discriminator, real, c_, fake, c_).values())
+
+    return student_loss, discriminator_loss
+
+
+def stage2_training_step(model: torch.nn.Module, discriminator: torch.nn.Module, opt_g: torch.optim.Optimizer,
+                         opt_d: torch.optim.Optimizer, ws: torch.Tensor, c: torch.Tensor, student_loss: Callable,
+                         discriminator_loss: Callable, r1: Optional[Callable] = None) -> Callable[[], torch.Tensor]:
+    """-> a callable running one stage-2 step in distill.Trainer's order: the student's update
+    (reconstruction + L_adv through a frozen discriminator), then the discriminator's (L_adv on the
+    real set and the detached fake, plus r1(c) -> the R1 term when given). The losses come from
+    stage2_losses (or their compiled versions)."""
+    def step():
+        opt_g.zero_grad(set_to_none=True)
+        loss_g, fake = student_loss(ws, c)
+        loss_g.backward()
+        opt_g.step()
+        discriminator.requires_grad_(True)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d = discriminator_loss({k: v.detach() for k, v in fake.items()}, c)
+        if r1 is not None:
+            loss_d = loss_d + r1(c)
+        loss_d.backward()
+        opt_d.step()
+        discriminator.requires_grad_(False)
+        return (loss_g + loss_d).detach()
 
     return step
 
@@ -329,7 +371,43 @@ def _training_setup(preset: str, config: str, device: torch.device):
     return G, student.build(preset, teacher=G).to(device)
 
 
+def _training_paths(kind: str, base: torch.nn.Module, base_d: torch.nn.Module, paths: dict, ws, c, targets: dict,
+                    context, block_kwargs: dict) -> dict:
+    """{path name: a step callable} for one kind of training step, each path on its own copies."""
+    from ..distill import losses
+
+    steps = {}
+    for name, backend in paths.items():
+        model = set_ops_backend(copy.deepcopy(base).train().requires_grad_(True), backend)
+        opt_g = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.0, 0.99), eps=1e-8)
+        compiled = name == "torch.compile"
+        if kind == "stage1":
+            def forward_loss(ws_, c_, model=model):
+                with context():
+                    return l1_losses(model(ws_, c_, **block_kwargs), targets)
+
+            steps[name] = training_step(model, opt_g, ws, c, targets,
+                                        forward_loss=torch.compile(forward_loss) if compiled else forward_loss)
+            continue
+        D = set_ops_backend(copy.deepcopy(base_d).train().requires_grad_(False), backend)
+        opt_d = torch.optim.Adam(D.parameters(), lr=2e-3, betas=(0.0, 0.99), eps=1e-8)
+        student_loss, discriminator_loss = stage2_losses(model, D, targets)
+        if compiled:
+            student_loss, discriminator_loss = torch.compile(student_loss), torch.compile(discriminator_loss)
+        r1 = None
+        if kind == "stage2+r1":
+            real = {"image": targets["image"], "image_raw": targets["image_raw"]}
+
+            def r1(c_, D=D, real=real):
+                return losses.r1_penalty(D, real, c_, R1_GAMMA)["r1"]
+        steps[name] = stage2_training_step(model, D, opt_g, opt_d, ws, c, student_loss, discriminator_loss, r1)
+    return steps
+
+
 def run_training(args: argparse.Namespace, device: torch.device) -> Path:
+    from ..distill.config import discriminator_kwargs
+    from ..networks.discriminator import DualDiscriminator
+
     cpu = device.type == "cpu"
     repeats = args.repeats or (3 if cpu else 10)
     warmup = max(args.warmup, 1)  # the compiled path compiles in its first call
@@ -337,14 +415,20 @@ def run_training(args: argparse.Namespace, device: torch.device) -> Path:
     torch._dynamo.config.recompile_limit = 1024  # one graph per preset; no silent fall-back to eager
     torch._dynamo.config.automatic_dynamic_shapes = False
     paths = {n: b for n, b in TRAINING_PATHS.items() if not (args.no_compile and n == "torch.compile")}
+    kinds = list(dict.fromkeys(args.training_steps))
     meta = {**environment(device), "section": "training", "config": args.config, "precision": args.precision,
-            "repeats": repeats, "warmup": warmup, "demo_teacher": DEMO_TEACHER,
-            "step": "student forward on (ws, c), L1 on image + image_raw + feature_image against fixed targets, "
-                    "backward, Adam step (stage 1)",
+            "repeats": repeats, "warmup": warmup, "demo_teacher": DEMO_TEACHER, "r1_gamma": R1_GAMMA,
+            "steps": {"stage1": "student forward on (ws, c), L1 on image + image_raw + feature_image against fixed "
+                                "targets, backward, Adam step",
+                      "stage2": "the student's step with distill.losses' rec_lr + rec_hr + adversarial_generator "
+                                "(discriminator frozen), then the discriminator's adversarial_discriminator step "
+                                "(real set: the fixed targets), each with backward and Adam",
+                      "stage2+r1": "stage2 with distill.losses.r1_penalty added to the discriminator's step "
+                                   "(double backward, eager on every path)"},
             "paths": {"ours": "backend 'auto' (our ops), eager",
                       "torch": "backend 'torch' (the torch reference ops), eager",
-                      "torch.compile": "backend 'torch', forward and loss under torch.compile (its backward "
-                                       "compiled by AOTAutograd), Adam step eager"}}
+                      "torch.compile": "backend 'torch', the loss functions under torch.compile (backward "
+                                       "compiled by AOTAutograd), Adam steps and R1 eager"}}
     results = ResultFile(args.out, "student-training", meta)
     for preset in args.training_presets:
         batch = args.training_batch or (TRAINING_BATCH_CPU.get(preset, 1) if cpu else 8)
@@ -356,38 +440,33 @@ def run_training(args: argparse.Namespace, device: torch.device) -> Path:
             ws = G.mapping(z, c)
             shapes = {k: v.shape for k, v in base(ws, c).items()}
         targets = {k: torch.rand(s, generator=gen).mul(2).sub(1).to(device) for k, s in shapes.items()}
+        torch.manual_seed(0)
+        mbstd_group = 2 if batch % 2 == 0 else 1  # TrainConfig's default where the batch allows it
+        base_d = DualDiscriminator(**discriminator_kwargs(preset, G.img_resolution, mbstd_group)).to(device)
         del G
-        steps = {}
-        for name, backend in paths.items():
-            model = set_ops_backend(copy.deepcopy(base).train().requires_grad_(True), backend)
-            optimizer = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.0, 0.99), eps=1e-8)
-
-            def forward_loss(ws_, c_, model=model):
-                with context():
-                    return l1_losses(model(ws_, c_, **block_kwargs), targets)
-
-            if name == "torch.compile":
-                forward_loss = torch.compile(forward_loss)
-            steps[name] = training_step(model, optimizer, ws, c, targets, forward_loss=forward_loss)
-        found = measure_interleaved(steps, device, repeats, warmup)
-        rows = {}
-        for name, got in found.items():
-            t = got.timing
-            rows[name] = {"preset": preset, "path": name, "backend": paths[name], "batch": batch,
-                          "params": parameter_count(base), "median_ms": round(t.median_ms, 3),
-                          "p20_ms": round(t.p20_ms, 3), "p80_ms": round(t.p80_ms, 3), "repeats": t.repeats,
-                          "warmup": got.warmup, "ms_per_image": round(t.median_ms / batch, 3),
-                          "images_per_s": round(batch / (t.median_ms * 1e-3), 4),
-                          "peak_memory_mib": _round(got.peak_mib), "peak_extra_mib": _round(got.peak_extra_mib)}
-        for name in paths:
-            if name != "ours":
-                rows["ours"][f"speedup_vs_{name}"] = round(found[name].timing.median_ms
-                                                           / found["ours"].timing.median_ms, 3)
-                rows["ours"][f"paired_speedup_vs_{name}"] = _paired_ratio(found[name].times_ms,
-                                                                          found["ours"].times_ms)
-        for row in rows.values():
-            results.add(row)
-        print(f"training {preset} batch {batch}: " + "  ".join(f"{n} {r['median_ms']:.0f} ms" for n, r in rows.items()),
-              file=sys.stderr, flush=True)
+        for kind in kinds:
+            found = measure_interleaved(_training_paths(kind, base, base_d, paths, ws, c, targets, context,
+                                                        block_kwargs), device, repeats, warmup)
+            rows = {}
+            for name, got in found.items():
+                t = got.timing
+                rows[name] = {"preset": preset, "step": kind, "path": name, "backend": paths[name], "batch": batch,
+                              "params": parameter_count(base), "median_ms": round(t.median_ms, 3),
+                              "p20_ms": round(t.p20_ms, 3), "p80_ms": round(t.p80_ms, 3), "repeats": t.repeats,
+                              "warmup": got.warmup, "ms_per_image": round(t.median_ms / batch, 3),
+                              "images_per_s": round(batch / (t.median_ms * 1e-3), 4),
+                              "peak_memory_mib": _round(got.peak_mib), "peak_extra_mib": _round(got.peak_extra_mib)}
+                if kind != "stage1":
+                    rows[name]["discriminator_params"] = parameter_count(base_d)
+            for name in paths:
+                if name != "ours":
+                    rows["ours"][f"speedup_vs_{name}"] = round(found[name].timing.median_ms
+                                                               / found["ours"].timing.median_ms, 3)
+                    rows["ours"][f"paired_speedup_vs_{name}"] = _paired_ratio(found[name].times_ms,
+                                                                              found["ours"].times_ms)
+            for row in rows.values():
+                results.add(row)
+            print(f"training {preset} {kind} batch {batch}: "
+                  + "  ".join(f"{n} {r['median_ms']:.0f} ms" for n, r in rows.items()), file=sys.stderr, flush=True)
     print(f"wrote {results.path}", flush=True)
     return results.path

@@ -16,6 +16,13 @@ enum Mode : int { kForward = 0, kGrad = 1, kGrad2 = 2 };
 constexpr int kNumModes = 3;
 }  // namespace ngd::bias_act
 
+namespace ngd::filtered_lrelu {
+enum Pass : int { kActivate = 0, kMasked = 1 };
+constexpr int kNumPasss = 2;
+enum Sign : int { kPositive = 0, kNegative = 1, kClamped = 2 };
+constexpr int kNumSigns = 3;
+}  // namespace ngd::filtered_lrelu
+
 namespace ngd::render_triplanes {
 constexpr int64_t kMaxSamples = 512;
 constexpr int64_t kCudaMaxChannels = 128;

@@ -3,7 +3,9 @@
 // kernels; the launchers take raw pointers, sizes and strides (any layout, e.g. NHWC).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <numeric>
 
 #include "nerfgan_distill/common.h"
 
@@ -56,6 +58,34 @@ NGD_HD T output_pixel(const Params& p, const T* f, int64_t base, int64_t oy, int
     }
   }
   return acc;
+}
+
+// Along one axis of a pass out[o] = sum_k f[k] X(o * down + k - pad0) (X: the input with up-1 zeros
+// inserted), the outputs that tap k reads a real sample for: outputs ox0 + j * ox_step read input
+// ix0 + j * ix_step, j < count. The CPU loops run tap-outer over these spans, so the inner loops
+// have constant strides and skip the inserted zeros.
+struct ColumnSpan {
+  int64_t ox0 = 0, ox_step = 1, ix0 = 0, ix_step = 1, count = 0;
+};
+
+inline ColumnSpan column_span(int64_t up, int64_t down, int64_t pad0, int64_t in_size, int64_t out_size, int k) {
+  const auto ceil_div = [](int64_t a, int64_t b) { return a <= 0 ? int64_t(0) : (a + b - 1) / b; };
+  ColumnSpan span;
+  int64_t first = -1;  // (o * down + k - pad0) % up repeats with a period <= up
+  for (int64_t o = 0; o < std::min<int64_t>(up, out_size); ++o) {
+    if ((o * down + k - pad0) % up == 0) { first = o; break; }
+  }
+  if (first < 0) return span;
+  const int64_t g = std::gcd(up, down);
+  span.ox_step = up / g;
+  span.ix_step = down / g;
+  const int64_t i_first = (first * down + k - pad0) / up;  // exact division
+  const int64_t j0 = i_first >= 0 ? 0 : ceil_div(-i_first, span.ix_step);
+  const int64_t j1 = std::min(ceil_div(in_size - i_first, span.ix_step), ceil_div(out_size - first, span.ox_step));
+  span.count = std::max<int64_t>(0, j1 - j0);
+  span.ox0 = first + j0 * span.ox_step;
+  span.ix0 = i_first + j0 * span.ix_step;
+  return span;
 }
 
 // The CPU loops of one ISA (csrc/cpu/upfirdn2d.cpp, compiled once per ISA).
