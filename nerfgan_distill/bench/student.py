@@ -319,12 +319,17 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ws: 
     return step
 
 
+def real_set(targets: dict) -> dict:
+    """The discriminator's real images in the benchmark: the fixed targets (a teacher's renders)."""
+    return {"image": targets["image"], "image_raw": targets["image_raw"]}
+
+
 def stage2_losses(model: torch.nn.Module, discriminator: torch.nn.Module, targets: dict):
     """(student_loss(ws, c) -> (loss, fake), discriminator_loss(fake, c) -> loss): stage 2's terms
     from distill.losses, with the fixed targets as the teacher's renders and as the real set."""
     from ..distill import losses
 
-    real = {"image": targets["image"], "image_raw": targets["image_raw"]}
+    real = real_set(targets)
 
     def student_loss(ws_, c_):
         fake = model(ws_, c_)
@@ -396,9 +401,7 @@ def _training_paths(kind: str, base: torch.nn.Module, base_d: torch.nn.Module, p
             student_loss, discriminator_loss = torch.compile(student_loss), torch.compile(discriminator_loss)
         r1 = None
         if kind == "stage2+r1":
-            real = {"image": targets["image"], "image_raw": targets["image_raw"]}
-
-            def r1(c_, D=D, real=real):
+            def r1(c_, D=D, real=real_set(targets)):
                 return losses.r1_penalty(D, real, c_, R1_GAMMA)["r1"]
         steps[name] = stage2_training_step(model, D, opt_g, opt_d, ws, c, student_loss, discriminator_loss, r1)
     return steps

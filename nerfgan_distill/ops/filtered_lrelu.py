@@ -115,12 +115,7 @@ def kernel_taps(f: Optional[torch.Tensor], flip_filter: bool, x: torch.Tensor) -
     if f is None:
         return torch.ones(1, dtype=compute_dtype(x.dtype), device=x.device)
     taps = f.to(compute_dtype(x.dtype))
-    return (taps if flip_filter else taps.flip(list(range(taps.ndim)))).contiguous()
-
-
-def _taps_size(f: torch.Tensor) -> tuple[int, int]:
-    """(taps_h, taps_w) of kernel taps."""
-    return (f.shape[0], f.shape[0]) if f.ndim == 1 else (f.shape[0], f.shape[1])
+    return (taps if flip_filter else _flipped(taps)).contiguous()
 
 
 def _flipped(f: torch.Tensor) -> torch.Tensor:
@@ -129,7 +124,7 @@ def _flipped(f: torch.Tensor) -> torch.Tensor:
 
 def _intermediate_size(x_shape, fa: torch.Tensor, up: int, padding) -> tuple[int, int]:
     """(t_h, t_w) of the forward pass's upsampled, filtered image."""
-    fa_h, fa_w = _taps_size(fa)
+    fa_w, fa_h = filter_size(fa)
     return (x_shape[2] * up + padding[2] + padding[3] - fa_h + 1,
             x_shape[3] * up + padding[0] + padding[1] - fa_w + 1)
 
@@ -150,7 +145,7 @@ def _launch(kernel: str, backend: str, g: torch.Tensor, b, fa, fb, out, codes, t
             getattr(kernels, kernel)(g, b, fa, fb, out, codes, t_hw, up, pad_a, down, pad_b, gain, slope, clamp)
         return
     (n, c, h, w), (sx_n, sx_c, sx_h, sx_w), (so_n, so_c, so_h, so_w) = g.shape, g.stride(), out.stride()
-    (fa_h, fa_w), (fb_h, fb_w) = _taps_size(fa), _taps_size(fb)
+    (fa_w, fa_h), (fb_w, fb_h) = filter_size(fa), filter_size(fb)
     run_native(f"filtered_lrelu_{kernel}", backend, g.device, "FilteredLreluParams", x=g, b=b, fa=fa, fb=fb,
                out=out, codes=codes if codes.numel() else None, n=n, c=c, h=h, w=w, t_h=t_h, t_w=t_w,
                out_h=out.shape[2], out_w=out.shape[3], sx_n=sx_n, sx_c=sx_c, sx_h=sx_h, sx_w=sx_w,
@@ -171,9 +166,8 @@ def _codes_for(x: torch.Tensor, t_hw, save: bool, backend: str) -> torch.Tensor:
 
 
 def _forward_shapes(x, fa, fb, up, down, padding):
-    t_hw = _intermediate_size(x.shape, fa, up, padding)
-    fb_h, fb_w = _taps_size(fb)
-    return t_hw, [x.shape[0], x.shape[1], (t_hw[0] - fb_h) // down + 1, (t_hw[1] - fb_w) // down + 1]
+    out_hw = filtered_lrelu_output_size(x.shape[2:], filter_size(fa), filter_size(fb), up, down, padding)
+    return _intermediate_size(x.shape, fa, up, padding), [x.shape[0], x.shape[1], *out_hw]
 
 
 @torch.library.custom_op("nerfgan_distill::filtered_lrelu", mutates_args=())
@@ -217,7 +211,7 @@ def _adjoint(g: torch.Tensor, codes: torch.Tensor, fa, fb, up: int, pad_a, down:
     """The adjoint of the masked pass (fa, up, pad_a; fb, down, pad_b) from an [.., in_hw] input,
     applied to g: stage B's adjoint upsamples by `down` with fb flipped, stage A's downsamples by
     `up` with fa flipped; the pointwise step is diagonal, its own adjoint."""
-    (fa_h, fa_w), (fb_h, fb_w) = _taps_size(fa), _taps_size(fb)
+    (fa_w, fa_h), (fb_w, fb_h) = filter_size(fa), filter_size(fb)
     return torch.ops.nerfgan_distill.filtered_lrelu_masked(
         g, codes, _flipped(fb), _flipped(fa), down, [fb_w - 1 - pad_b[0], fb_h - 1 - pad_b[1]],
         up, [fa_w - 1 - pad_a[0], fa_h - 1 - pad_a[1]], list(in_hw), gain, slope, backend)
