@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 __all__ = ["add_commands"]
@@ -20,9 +21,10 @@ def _positive(text: str) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    if args.stage1_steps > args.steps:
-        raise SystemExit(f"nerfgan-distill demo: --stage1-steps ({args.stage1_steps}) must be at most --steps "
-                         f"({args.steps})")
+    if not 0 <= args.stage1_steps <= args.steps:
+        print(f"nerfgan-distill demo: --stage1-steps ({args.stage1_steps}) must be between 0 and --steps "
+              f"({args.steps})", file=sys.stderr)
+        return 2  # a usage error, as argparse's own
     result = run_demo(args.out, teacher=args.teacher, device=args.device, pool=args.pool, steps=args.steps,
                       stage1_steps=args.stage1_steps, batch=args.batch, seed=args.seed,
                       eval_count=args.eval_count, progress=not args.no_progress)

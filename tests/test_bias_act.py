@@ -172,6 +172,27 @@ def test_layouts_and_odd_shapes(backend, device, case):
     torch.testing.assert_close(dx.double(), dx64, rtol=1e-5, atol=1e-5)
 
 
+# Above the CPU kernel's parallel threshold (32768 elements), cut as it cuts the work: the bias
+# innermost (rows), one value for all (chunks of 16384, the last one partial) and runs of a stride.
+LARGE_CASES = [("rows", (1031, 64), 1, True), ("no_bias", (3 * 16384 + 17,), 0, False),
+               ("size_one_bias", (40001, 1), 1, True), ("runs", (5, 7, 1501), 1, True)]
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("case", LARGE_CASES, ids=[c[0] for c in LARGE_CASES])
+def test_large_tensors_every_work_split(backend, device, case):
+    _, shape, dim, bias = case
+    x, b = make_inputs(shape, dim, device, bias=bias)
+    xr = x.detach().requires_grad_(True)
+    y = ops.bias_act(xr, b, dim=dim, act="lrelu", clamp=1.5, backend=backend)
+    torch.testing.assert_close(y.double(), reference(x, b, dim=dim, act="lrelu", clamp=1.5), rtol=1e-5, atol=1e-5)
+    dy = torch.randn_like(y)
+    (dx,) = torch.autograd.grad(y, xr, dy)
+    x64 = x.detach().double().requires_grad_(True)
+    (dx64,) = torch.autograd.grad(reference(x64, b, dim=dim, act="lrelu", clamp=1.5), x64, dy.double())
+    torch.testing.assert_close(dx.double(), dx64, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("clamp", [None, 3.0])

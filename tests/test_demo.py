@@ -69,11 +69,17 @@ def test_other_settings_into_a_used_folder_are_refused(demo_run, teacher_file, c
 @pytest.mark.parametrize("args, message", [
     (["--teacher", "/nonexistent/teacher.safetensors"], "teacher"),
     (["--steps", "0"], "--steps"),
+    (["--steps", "3", "--stage1-steps", "5"], "--stage1-steps"),
+    (["--stage1-steps", "-1"], "--stage1-steps"),
 ])
 def test_bad_input_is_one_line(args, message, tmp_path, capsys):
-    with pytest.raises(SystemExit) if "--steps" in args else contextlib.nullcontext():
+    usage = args[:2] == ["--steps", "0"]  # refused by argparse itself
+    with (pytest.raises(SystemExit) if usage else contextlib.nullcontext()) as exited:
         code = main(["demo", "--out", str(tmp_path / "o"), "--no-progress", *args])
         assert code == 2
+    if usage:
+        assert exited.value.code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "Traceback" not in err
+    assert usage or len(err.splitlines()) == 1
 

@@ -11,7 +11,8 @@ Two phases, as photometric fitting alone stalls at the mean image on a CPU budge
    resolution and at the image resolution (L1), with the point losses kept on.
 The saved model is the EMA of the weights. The record (seed, command, time per phase, PSNR
 against the analytic renders on held-out scenes and poses) goes beside it as JSON, and into
-benchmarks/results/. Interrupted runs continue with --resume from the work folder.
+benchmarks/results/. Interrupted runs continue with --resume from the work folder; --init FILE
+trains an existing teacher further (the shipped one was made so: see its record's 'init').
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from nerfgan_distill import ops  # noqa: E402
 from nerfgan_distill.distill.poses import OrbitPoses  # noqa: E402
 from nerfgan_distill.formats import atomic_write  # noqa: E402
 from nerfgan_distill.images import image_grid, write_png  # noqa: E402
-from nerfgan_distill.teacher import TriPlaneGenerator, save, scenes  # noqa: E402
+from nerfgan_distill.teacher import TriPlaneGenerator, load, save, scenes  # noqa: E402
 from nerfgan_distill.teacher.bundled_model import BUNDLED_FILE, bundled_config  # noqa: E402
 from nerfgan_distill.teacher.rays import sample_rays  # noqa: E402
 
@@ -135,6 +136,22 @@ def preview(G: TriPlaneGenerator, poses: OrbitPoses, path: Path, seed: int) -> N
                                columns=len(rows), padding=1))
 
 
+def start_from(G: TriPlaneGenerator, G_ema: TriPlaneGenerator, path: Path) -> dict:
+    """Load a teacher file's weights into G and G_ema (same architecture required); returns
+    that teacher's record (the JSON beside it, {} if there is none) for the new record."""
+    try:
+        source = load(path)
+    except (OSError, ValueError) as error:  # missing, unreadable or not a teacher file
+        raise SystemExit(f"--init: {error}") from None
+    try:
+        G.load_state_dict(source.state_dict())
+        G_ema.load_state_dict(source.state_dict())
+    except RuntimeError as error:
+        raise SystemExit(f"--init: {path} is not a bundled-teacher architecture ({str(error).splitlines()[0]})")
+    record_file = path.with_suffix(".json")
+    return json.loads(record_file.read_text()) if record_file.is_file() else {}
+
+
 def commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
@@ -169,7 +186,8 @@ def train_steps(args, G, G_ema, optimizer, poses, gen, step: int, seconds: dict,
             losses = point_losses(G, planes, params, points)
             if phase == "images":
                 out = G.synthesis(ws, c)
-                losses["image_raw"] = (out["image_raw"] - ground_truth(params, c, G.neural_rendering_resolution, rk)).abs().mean()
+                raw_target = ground_truth(params, c, G.neural_rendering_resolution, rk)
+                losses["image_raw"] = (out["image_raw"] - raw_target).abs().mean()
                 losses["image"] = (out["image"] - ground_truth(params, c, G.img_resolution, rk)).abs().mean()
             loss = sum(losses.values())
             with torch.no_grad():  # how much the planes follow z (0: the generator makes one mean scene)
@@ -214,6 +232,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--eval-count", type=int, default=64)
     parser.add_argument("--resume", action="store_true", help="continue from the work folder's checkpoint")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from this teacher file's weights (e.g. the shipped one, to train it further); "
+                             "its record (the .json beside it) goes into the new record as 'init'")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -226,6 +247,9 @@ def main(argv=None) -> int:
     poses = OrbitPoses.for_teacher(G)
     gen = torch.Generator().manual_seed(args.seed)
     step, seconds = 0, {"points": 0.0, "images": 0.0}
+    init_record = None
+    if args.init is not None:
+        init_record = start_from(G, G_ema, args.init)
     if args.resume and checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=False)
         G.load_state_dict(state["G"])
@@ -252,6 +276,9 @@ def main(argv=None) -> int:
         "torch": torch.__version__, "python": platform.python_version(), "commit": commit(),
         "date": time.strftime("%Y-%m-%d"),
     }
+    if init_record is not None:
+        record["init"] = init_record
+        record["minutes_total_with_init"] = round(record["minutes_total"] + init_record.get("minutes_total", 0), 1)
     text = json.dumps(record, indent=2) + "\n"
     atomic_write(args.out.with_suffix(".json"), lambda f: f.write(text.encode()))
     print(text)

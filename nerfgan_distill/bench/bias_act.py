@@ -11,10 +11,13 @@ from ..ops.bias_act_ref import bias_act_ref
 
 ACT, CLAMP = "lrelu", 256.0  # what StyleGAN2's fp16 synthesis layers run
 
+# NCHW synthesis layers, and one fully connected layout [N, C] (the bias innermost): the
+# tri-plane decoder's hidden layer over 8 x 32^2 rays x 48 samples.
+FC = (393216, 64)
 SHAPES = {
     "quick": [(2, 64, 32, 32)],
-    "cpu": [(8, 512, 16, 16), (8, 256, 64, 64), (4, 64, 256, 256)],
-    "cuda": [(8, 512, 32, 32), (32, 256, 64, 64), (8, 128, 256, 256), (32, 64, 256, 256)],
+    "cpu": [(8, 512, 16, 16), (8, 256, 64, 64), (4, 64, 256, 256), FC],
+    "cuda": [(8, 512, 32, 32), (32, 256, 64, 64), (8, 128, 256, 256), (32, 64, 256, 256), FC],
 }
 
 
