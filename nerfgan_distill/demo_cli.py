@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 __all__ = ["add_commands"]
@@ -20,11 +19,10 @@ def _positive(text: str) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
+    from .distill.config import ConfigError
 
-    if not 0 <= args.stage1_steps <= args.steps:
-        print(f"nerfgan-distill demo: --stage1-steps ({args.stage1_steps}) must be between 0 and --steps "
-              f"({args.steps})", file=sys.stderr)
-        return 2  # a usage error, as argparse's own
+    if not 0 <= args.stage1_steps <= args.steps:  # before the pool is rendered; cli.main makes it one line, exit 2
+        raise ConfigError(f"--stage1-steps ({args.stage1_steps}) must be between 0 and --steps ({args.steps})")
     result = run_demo(args.out, teacher=args.teacher, device=args.device, pool=args.pool, steps=args.steps,
                       stage1_steps=args.stage1_steps, batch=args.batch, seed=args.seed,
                       eval_count=args.eval_count, progress=not args.no_progress)

@@ -278,7 +278,8 @@ def main(argv=None) -> int:
     }
     if init_record is not None:
         record["init"] = init_record
-        record["minutes_total_with_init"] = round(record["minutes_total"] + init_record.get("minutes_total", 0), 1)
+        earlier = init_record.get("minutes_total_with_init", init_record.get("minutes_total", 0))  # chained inits
+        record["minutes_total_with_init"] = round(record["minutes_total"] + earlier, 1)
     text = json.dumps(record, indent=2) + "\n"
     atomic_write(args.out.with_suffix(".json"), lambda f: f.write(text.encode()))
     print(text)
