@@ -19,9 +19,9 @@ __all__ = ["run_demo", "DEFAULT_POOL", "DEFAULT_STEPS", "DEFAULT_STAGE1_STEPS", 
 
 # Sized for about 10 minutes on 2 CPU cores (rendering the pool first leaves more of the budget to
 # training than rendering on the fly).
-DEFAULT_POOL = 2048
-DEFAULT_STEPS = 1500
-DEFAULT_STAGE1_STEPS = 1350
+DEFAULT_POOL = 3072
+DEFAULT_STEPS = 2200
+DEFAULT_STAGE1_STEPS = 1980
 DEFAULT_BATCH = 8
 EVAL_COUNT = 16
 TURNTABLE_LATENTS = 3

@@ -1,6 +1,7 @@
 """bias_act: every backend against the torch reference, and the reference against
 StyleGAN2-ADA's definition written out elementwise in NumPy and against fixtures
 made from the official code (tools/make_stylegan_fixtures.py)."""
+import importlib
 import math
 from pathlib import Path
 
@@ -135,6 +136,46 @@ def test_gradcheck_and_gradgradcheck_fp64(backend, device, act):
     fn = lambda x, b: ops.bias_act(x, b, act=act, clamp=2.5, backend=backend)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x, b), eps=1e-6, atol=1e-5)
     assert torch.autograd.gradgradcheck(fn, (x, b), eps=1e-6, atol=1e-5)
+
+
+TRANSCENDENTAL = ["tanh", "sigmoid", "elu", "selu", "softplus", "swish"]
+
+
+def assert_as_accurate_as_torch(x, got, torch32, exact, what, atol=1e-45):
+    """Error against the fp64 value within 4 ulp + atol, or within twice the error torch's own
+    fp32 path makes there (where an fp32 formula loses precision for everyone, e.g. sigmoid's
+    1 / (1 + exp(-s)) once exp(-s) overflows)."""
+    exact32 = exact.float().abs()
+    ulp = (torch.nextafter(exact32, torch.full_like(exact32, math.inf)) - exact32).double()
+    bound = 4 * ulp + 2 * (torch32.double() - exact).abs() + atol
+    err = (got.double() - exact).abs()
+    excess = err - bound
+    worst = int(excess.argmax())
+    assert excess[worst] <= 0, (f"{what}: {int((excess > 0).sum())} values off, worst at x={float(x[worst]):.6g}: "
+                                f"{float(got[worst]):.9g}, want {float(exact[worst]):.9g} (torch fp32 "
+                                f"{float(torch32[worst]):.9g})")
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("act", TRANSCENDENTAL)
+def test_float32_across_the_whole_range(backend, device, act):
+    """fp32 values and gradients against the fp64 reference from -110 to 110, with the edges of
+    exp (overflow at 88.7, subnormal results), tiny |x| and the softplus threshold: the CPU
+    kernel's own vectorised exp/log1p/expm1/tanh (csrc vec_math.h) must hold everywhere. 44000
+    elements and no bias, so the CPU runs its long vectorised chunks."""
+    edges = [0.0, -0.0, 1e-30, -1e-30, 1e-7, -1e-7, 0.625, -0.625, 20.0, 20.0001, 19.9999, 88.72, 88.73, -87.33,
+             -103.9, -104.1, 1e-38, -1e-38]
+    x = torch.cat([torch.linspace(-110, 110, 40001), torch.linspace(-2, 2, 4001), torch.tensor(edges)]).to(device)
+    grads = {}
+    for name, xs, be in [("got", x, backend), ("torch32", x, "torch"), ("exact", x.double(), "torch")]:
+        xr = xs.clone().requires_grad_(True)
+        y = ops.bias_act(xr, None, dim=0, act=act, gain=1.0, backend=be)
+        (dx,) = torch.autograd.grad(y, xr, torch.ones_like(y))
+        grads[name] = (y.detach().cpu(), dx.cpu())
+    got, torch32, exact = grads["got"], grads["torch32"], grads["exact"]
+    assert_as_accurate_as_torch(x.cpu(), got[0], torch32[0], exact[0], f"{act} value")
+    # f' formulas add terms of order 1 (swish's sig (1 + s (1 - sig)) crosses 0): 1 ulp of 1 more.
+    assert_as_accurate_as_torch(x.cpu(), got[1], torch32[1], exact[1], f"{act} gradient", atol=1.2e-7)
 
 
 def strided_cases(device):
@@ -306,7 +347,7 @@ def test_third_order_gradient_raises_clearly():
         torch.autograd.grad(ddx.sum(), x)
 
 
-def test_auto_backend_uses_the_native_cpu_kernel(monkeypatch):
+def native_calls(monkeypatch):
     calls = []
     from nerfgan_distill import _native
 
@@ -318,9 +359,30 @@ def test_auto_backend_uses_the_native_cpu_kernel(monkeypatch):
             return getattr(native, name)
 
     monkeypatch.setattr(_native, "load", lambda: Spy())
+    return calls
+
+
+def test_auto_backend_uses_the_native_cpu_kernel(monkeypatch):
+    calls = native_calls(monkeypatch)
     x, b = make_inputs((2, 3), 1, "cpu")
     ops.bias_act(x, b, act="relu")
     assert calls == ["BiasActParams", "bias_act_forward_cpu"]
+
+
+@pytest.mark.parametrize("act", sorted(importlib.import_module("nerfgan_distill.ops.bias_act").TORCH_FASTER_ON_CPU))
+def test_auto_leaves_to_torch_what_torch_runs_faster_on_cpu(monkeypatch, act):
+    """Measured slower than eager torch (the benchmark): 'auto' runs torch, an explicit choice
+    (argument or environment) still runs the kernel."""
+    calls = native_calls(monkeypatch)
+    x, b = make_inputs((2, 3), 1, "cpu")
+    want = reference(x, b, act=act)
+    torch.testing.assert_close(ops.bias_act(x, b, act=act).double(), want, rtol=1e-5, atol=1e-6)
+    assert calls == []
+    ops.bias_act(x, b, act=act, backend="cpu")
+    assert calls == ["BiasActParams", "bias_act_forward_cpu"]
+    monkeypatch.setenv("NERFGAN_DISTILL_BACKEND", "cpu")
+    ops.bias_act(x, b, act=act)
+    assert calls[2:] == ["BiasActParams", "bias_act_forward_cpu"]
 
 
 # --- bad inputs ------------------------------------------------------------------------------

@@ -29,6 +29,22 @@ _SELU_NEG: tl.constexpr = tl.constexpr(1.0507009873554804934193349852946 * 1.673
 
 
 @triton.jit
+def _log1p(z):
+    """log(1 + z) for z >= 0 without losing small z: the rounding of u = 1 + z cancels (Goldberg)."""
+    u = 1 + z
+    denominator = tl.where(u == 1, u, u - 1)  # that branch is not taken; no 0 / 0 in it
+    return tl.where(u == 1, z, tl.log(u) * z / denominator)
+
+
+@triton.jit
+def _expm1(u, s):
+    """exp(s) - 1 for s <= 0 given u = exp(s), without cancelling near 0 (Kahan)."""
+    um1 = u - 1
+    safe = tl.where(u == 1, u * 0.5, u)  # that branch is not taken; no 0 / 0 in it
+    return tl.where(u == 1, s, tl.where(um1 == -1, um1, um1 * s / tl.log(safe)))
+
+
+@triton.jit
 def _activation(s, alpha, ACT: tl.constexpr):
     """f(s), f'(s), f''(s) for one activation."""
     zero = tl.zeros_like(s)  # not s * 0: that is NaN for infinite s
@@ -42,11 +58,13 @@ def _activation(s, alpha, ACT: tl.constexpr):
         f = tl.where(s > 0, s, s * alpha)
         d1 = tl.where(s > 0, one, one * alpha)
         d2 = zero
-    elif ACT == _TANH:  # tanh, through exp of a non-positive argument (no overflow)
-        e = tl.exp(-2 * tl.abs(s))
-        t = (1 - e) / (1 + e)
+    elif ACT == _TANH:  # tanh(|s|) = -m / (2 + m), m = expm1(-2|s|): no overflow, no cancellation near 0
+        a2 = -2 * tl.abs(s)
+        e = tl.exp(a2)
+        m = _expm1(e, a2)
+        t = -m / (2 + m)
         f = tl.where(s < 0, -t, t)
-        d1 = 1 - f * f
+        d1 = 4 * e / ((1 + e) * (1 + e))  # 1 - f^2 without cancelling where f is near +-1
         d2 = -2 * f * d1
     elif ACT == _SIGMOID:  # sigmoid
         f = 1 / (1 + tl.exp(-s))
@@ -54,17 +72,18 @@ def _activation(s, alpha, ACT: tl.constexpr):
         d2 = d1 * (1 - 2 * f)
     elif ACT == _ELU:  # elu; torch tests s <= 0, so NaN takes the positive branch
         e = tl.exp(tl.where(s <= 0, s, zero))
-        f = tl.where(s <= 0, e - 1, s)
+        f = tl.where(s <= 0, _expm1(e, s), s)
         d1 = tl.where(s <= 0, e, one)
         d2 = tl.where(s <= 0, e, zero)
     elif ACT == _SELU:  # selu
-        e = tl.exp(tl.where(s <= 0, s, zero)) * _SELU_NEG
-        f = tl.where(s <= 0, e - _SELU_NEG, s * _SELU_SCALE)
-        d1 = tl.where(s <= 0, e, one * _SELU_SCALE)
-        d2 = tl.where(s <= 0, e, zero)
+        sn = tl.where(s <= 0, s, zero)
+        e = tl.exp(sn)
+        f = tl.where(s <= 0, _expm1(e, sn) * _SELU_NEG, s * _SELU_SCALE)
+        d1 = tl.where(s <= 0, e * _SELU_NEG, one * _SELU_SCALE)
+        d2 = tl.where(s <= 0, e * _SELU_NEG, zero)
     elif ACT == _SOFTPLUS:  # softplus (beta 1, threshold 20, as torch)
         z = tl.exp(tl.where(s > 20, zero + 20, s))
-        f = tl.where(s > 20, s, tl.log(1 + z))
+        f = tl.where(s > 20, s, _log1p(z))
         sig = z / (z + 1)
         d1 = tl.where(s > 20, one, sig)
         d2 = tl.where(s > 20, zero, sig / (z + 1))

@@ -1,5 +1,6 @@
-"""bias_act benchmark: StyleGAN2 layer shapes, lrelu with bias and clamp, forward
-and forward+backward, every backend next to the eager and compiled torch reference."""
+"""bias_act benchmark: StyleGAN2 layer shapes, lrelu with bias and clamp, and every
+activation with an exp/log/tanh in it at one shape (the CPU kernel vectorises those itself),
+forward and forward+backward, every backend next to the eager and compiled torch reference."""
 from __future__ import annotations
 
 import functools
@@ -7,9 +8,10 @@ import functools
 import torch
 
 from ..ops import bias_act
-from ..ops.bias_act_ref import bias_act_ref
+from ..ops.bias_act_ref import ACTIVATIONS, bias_act_ref
 
 ACT, CLAMP = "lrelu", 256.0  # what StyleGAN2's fp16 synthesis layers run
+TRANSCENDENTAL = ("tanh", "sigmoid", "elu", "selu", "softplus", "swish")  # with bias, no clamp
 
 # NCHW synthesis layers, and one fully connected layout [N, C] (the bias innermost): the
 # tri-plane decoder's hidden layer over 8 x 32^2 rays x 48 samples.
@@ -19,12 +21,16 @@ SHAPES = {
     "cpu": [(8, 512, 16, 16), (8, 256, 64, 64), (4, 64, 256, 256), FC],
     "cuda": [(8, 512, 32, 32), (32, 256, 64, 64), (8, 128, 256, 256), (32, 64, 256, 256), FC],
 }
+TRANSCENDENTAL_SHAPE = {"quick": (2, 64, 32, 32), "cpu": (8, 256, 64, 64), "cuda": (32, 256, 64, 64)}
 
 
 def cases(device: torch.device, dtypes: list[torch.dtype], quick: bool) -> list[dict]:
-    shapes = SHAPES["quick"] if quick else SHAPES["cuda" if device.type == "cuda" else "cpu"]
-    return [{"shape": shape, "dtype": dtype, "pass": pass_name, "config": f"{ACT}+bias+clamp"}
-            for dtype in dtypes for shape in shapes for pass_name in ("forward", "forward+backward")]
+    size = "quick" if quick else "cuda" if device.type == "cuda" else "cpu"
+    runs = [(ACT, CLAMP, shape) for shape in SHAPES[size]] + [(act, None, TRANSCENDENTAL_SHAPE[size])
+                                                             for act in TRANSCENDENTAL]
+    return [{"shape": shape, "dtype": dtype, "pass": pass_name, "act": act, "clamp": clamp,
+             "config": f"{act}+bias" + ("+clamp" if clamp is not None else "")}
+            for dtype in dtypes for act, clamp, shape in runs for pass_name in ("forward", "forward+backward")]
 
 
 def traffic_bytes(case: dict) -> int:
@@ -35,22 +41,24 @@ def traffic_bytes(case: dict) -> int:
     return (forward + backward) * torch.tensor([], dtype=case["dtype"]).element_size()
 
 
-def _reference(x, b):
-    return bias_act_ref(x, b, 1, ACT, 0.2, 2 ** 0.5, CLAMP)
+def _reference(x, b, act, clamp):
+    spec = ACTIVATIONS[act]
+    return bias_act_ref(x, b, 1, act, spec.default_alpha, spec.default_gain, clamp)
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled_reference():
-    return torch.compile(_reference)
+def _compiled_reference(act, clamp):
+    return torch.compile(functools.partial(_reference, act=act, clamp=clamp))
 
 
 def make_step(provider: str, case: dict, device: torch.device):
+    act, clamp = case["act"], case["clamp"]
     if provider == "torch":
-        fn = _reference
+        fn = functools.partial(_reference, act=act, clamp=clamp)
     elif provider == "torch.compile":
-        fn = _compiled_reference()
+        fn = _compiled_reference(act, clamp)
     else:
-        fn = functools.partial(bias_act, act=ACT, clamp=CLAMP, backend=provider)
+        fn = functools.partial(bias_act, act=act, clamp=clamp, backend=provider)
     gen = torch.Generator(device=device).manual_seed(0)
     shape, dtype = case["shape"], case["dtype"]
     x = torch.randn(shape, device=device, dtype=dtype, generator=gen)

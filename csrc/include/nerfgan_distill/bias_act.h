@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "nerfgan_distill/common.h"
+#include "nerfgan_distill/vec_math.h"
 
 namespace ngd {
 namespace bias_act {
@@ -39,9 +40,10 @@ struct Params {
 NGD_ISA_BEGIN
 
 // f(s), f'(s) and f''(s) for one activation, chosen at compile time so the
-// elementwise loops vectorize (a per-element switch would not).
+// elementwise loops vectorize (a per-element switch would not; nor would libm's exp: ngd_v* are
+// the vec_math.h versions).
 template <int Act, typename T>
-NGD_HD void activation(T s, T alpha, T& f, T& d1, T& d2) {
+NGD_HD_INLINE void activation(T s, T alpha, T& f, T& d1, T& d2) {
   const T one = T(1), zero = T(0);
   d1 = zero;
   d2 = zero;
@@ -53,34 +55,39 @@ NGD_HD void activation(T s, T alpha, T& f, T& d1, T& d2) {
     f = s > zero ? s : s * alpha;
     d1 = s > zero ? one : alpha;
   } else if constexpr (Act == kTanh) {
-    f = ngd_tanh(s);
-    d1 = one - f * f;
+    f = ngd_vtanh(s);
+    // 1 - tanh^2 = 4e / (1 + e)^2 with e = exp(-2|s|): no cancellation where tanh is near +-1.
+    const T e = ngd_vexp(T(-2) * (s < zero ? -s : s));
+    d1 = T(4) * e / ((one + e) * (one + e));
     d2 = T(-2) * f * d1;
   } else if constexpr (Act == kSigmoid) {
-    f = one / (one + ngd_exp(-s));
+    f = one / (one + ngd_vexp(-s));
     d1 = f * (one - f);
     d2 = d1 * (one - T(2) * f);
   } else if constexpr (Act == kElu) {  // torch tests s <= 0: NaN takes the positive branch
-    const T e = ngd_expm1(s <= zero ? s : zero);
+    // f' = exp(s), not expm1(s) + 1, which cancels to a few ulp of 1 for s << 0.
+    const T sn = s <= zero ? s : zero;
+    const T e = ngd_vexpm1(sn), u = ngd_vexp(sn);
     f = s <= zero ? e : s;
-    d1 = s <= zero ? e + one : one;
-    d2 = s <= zero ? e + one : zero;
+    d1 = s <= zero ? u : one;
+    d2 = s <= zero ? u : zero;
   } else if constexpr (Act == kSelu) {
     const T scale = T(1.0507009873554804934193349852946);
     const T neg = T(1.6732632423543772848170429916717) * scale;
-    const T e = neg * ngd_expm1(s <= zero ? s : zero);
+    const T sn = s <= zero ? s : zero;
+    const T e = neg * ngd_vexpm1(sn), u = neg * ngd_vexp(sn);
     f = s <= zero ? e : scale * s;
-    d1 = s <= zero ? e + neg : scale;
-    d2 = s <= zero ? e + neg : zero;
+    d1 = s <= zero ? u : scale;
+    d2 = s <= zero ? u : zero;
   } else if constexpr (Act == kSoftplus) {
     // torch.nn.functional.softplus with beta=1, threshold=20.
-    const T z = ngd_exp(s > T(20) ? T(20) : s);
+    const T z = ngd_vexp(s > T(20) ? T(20) : s);
     const T sig = z / (z + one);
-    f = s > T(20) ? s : ngd_log1p(z);
+    f = s > T(20) ? s : ngd_vlog1p(z);
     d1 = s > T(20) ? one : sig;
     d2 = s > T(20) ? zero : sig / (z + one);
   } else if constexpr (Act == kSwish) {
-    const T sig = one / (one + ngd_exp(-s));
+    const T sig = one / (one + ngd_vexp(-s));
     f = s * sig;
     d1 = sig * (one + s * (one - sig));
     d2 = sig * (one - sig) * (T(2) + s * (one - T(2) * sig));
@@ -92,7 +99,7 @@ NGD_HD void activation(T s, T alpha, T& f, T& d1, T& d2) {
 
 // One element of the op in compute precision T.
 template <int Act, int Mode, bool HasClamp, typename T>
-NGD_HD T apply(T s, T g, T h, T alpha, T gain, T clamp) {
+NGD_HD_INLINE T apply(T s, T g, T h, T alpha, T gain, T clamp) {
   T f, d1, d2;
   activation<Act, T>(s, alpha, f, d1, d2);
   const T y = f * gain;

@@ -9,8 +9,12 @@
 
 #if defined(__CUDACC__)
 #define NGD_HD __host__ __device__ __forceinline__
+#define NGD_HD_INLINE __host__ __device__ __forceinline__
 #else
 #define NGD_HD inline
+// For the math inside elementwise loops: a CPU kernel file instantiates hundreds of loops, and
+// once GCC's inlining budget is spent a call left in a loop body stops it vectorising.
+#define NGD_HD_INLINE inline __attribute__((always_inline))
 #endif
 
 // Host kernels are compiled once per CPU ISA (see CMakeLists.txt). Every inline helper
