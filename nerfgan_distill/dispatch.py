@@ -139,8 +139,10 @@ def _check_device(name: str, device: torch.device) -> None:
 # The answer depends only on the arguments and on this process's fixed machine state,
 # so torch.compile may treat it as a constant instead of tracing (and breaking) on it.
 @torch.compiler.assume_constant_result
-def resolve(backend: str, device: torch.device) -> str:
-    """The concrete backend that runs an op whose inputs live on `device`."""
+def resolve(backend: str, device: torch.device, cpu_kernel_slower: bool = False) -> str:
+    """The concrete backend that runs an op whose inputs live on `device`. `cpu_kernel_slower`:
+    the op measured its cpu kernel slower than torch for these arguments, so 'auto' (and only
+    'auto', not an explicit backend or environment choice) runs torch for CPU tensors."""
     if backend not in NAMES + ("auto",):
         raise ValueError(f"backend must be one of 'auto', {', '.join(repr(n) for n in NAMES)}; got {backend!r}")
     source = f"backend={backend!r}"
@@ -154,7 +156,7 @@ def resolve(backend: str, device: torch.device) -> str:
             for name in ("cuda", "triton"):
                 if status(name).usable:
                     return name
-        elif device.type == "cpu" and status("cpu").usable:
+        elif device.type == "cpu" and status("cpu").usable and not cpu_kernel_slower:
             return "cpu"
         return "torch"
     if backend != "torch":

@@ -11,13 +11,12 @@ backend runs the reference in bias_act_ref.py with plain autograd.
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
 
 from .. import _native
-from ..dispatch import ENV_VAR, resolve
+from ..dispatch import resolve
 from ..kernel_codes import BIAS_ACT_MODE
 from ._common import (check_finite_number, check_float_tensor, check_same_device_dtype, device_context, empty_output,
                       in_layout, normalize_dim, refuse_gradient, run_native)
@@ -32,13 +31,6 @@ FORWARD, GRAD, GRAD2 = (BIAS_ACT_MODE[m] for m in ("forward", "grad", "grad2")) 
 # forward+backward at [8, 256, 64, 64], benchmarks/results/bias_act-cpu-*-20261207-*.json);
 # linear, relu, lrelu and swish stay on the cpu kernel (2.0-3.5x).
 TORCH_FASTER_ON_CPU = frozenset({"tanh", "sigmoid", "elu", "selu", "softplus"})
-
-
-@torch.compiler.assume_constant_result
-def _backend_for(backend: str, device: torch.device, act: str) -> str:
-    name = resolve(backend, device)
-    chosen_by_auto = backend == "auto" and os.environ.get(ENV_VAR, "auto").strip().lower() in ("", "auto")
-    return "torch" if name == "cpu" and chosen_by_auto and act in TORCH_FASTER_ON_CPU else name
 
 
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = "linear",
@@ -69,7 +61,7 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
             raise ValueError(f"bias_act: b must have shape [{x.shape[dim]}] to match x.shape[{dim}] "
                              f"(x is {list(x.shape)}), got {list(b.shape)}")
         check_same_device_dtype(op, "b", b, "x", x)
-    name = _backend_for(backend, x.device, act)
+    name = resolve(backend, x.device, cpu_kernel_slower=act in TORCH_FASTER_ON_CPU)
     if name == "torch":
         return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
     return torch.ops.nerfgan_distill.bias_act(x, b, dim, act, alpha, gain, clamp_value, name)

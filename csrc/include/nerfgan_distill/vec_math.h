@@ -110,17 +110,17 @@ NGD_HD_INLINE float tanh(float x) {
 
 }  // namespace vec_math
 
+// The float versions for loops: vec_math's on the host, common.h's (CUDA's) on the device.
 #if defined(__CUDA_ARCH__)
-NGD_HD_INLINE float ngd_vexp(float x) { return expf(x); }
-NGD_HD_INLINE float ngd_vlog1p(float x) { return log1pf(x); }
-NGD_HD_INLINE float ngd_vexpm1(float x) { return expm1f(x); }
-NGD_HD_INLINE float ngd_vtanh(float x) { return tanhf(x); }
+#define NGD_VEC_FLOAT(name) ngd_##name(x)
 #else
-NGD_HD_INLINE float ngd_vexp(float x) { return vec_math::exp(x); }
-NGD_HD_INLINE float ngd_vlog1p(float x) { return vec_math::log1p(x); }
-NGD_HD_INLINE float ngd_vexpm1(float x) { return vec_math::expm1(x); }
-NGD_HD_INLINE float ngd_vtanh(float x) { return vec_math::tanh(x); }
+#define NGD_VEC_FLOAT(name) vec_math::name(x)
 #endif
+NGD_HD_INLINE float ngd_vexp(float x) { return NGD_VEC_FLOAT(exp); }
+NGD_HD_INLINE float ngd_vlog1p(float x) { return NGD_VEC_FLOAT(log1p); }
+NGD_HD_INLINE float ngd_vexpm1(float x) { return NGD_VEC_FLOAT(expm1); }
+NGD_HD_INLINE float ngd_vtanh(float x) { return NGD_VEC_FLOAT(tanh); }
+#undef NGD_VEC_FLOAT
 NGD_HD_INLINE double ngd_vexp(double x) { return ngd_exp(x); }
 NGD_HD_INLINE double ngd_vlog1p(double x) { return ngd_log1p(x); }
 NGD_HD_INLINE double ngd_vexpm1(double x) { return ngd_expm1(x); }
