@@ -12,6 +12,7 @@ import torch
 from helpers import backend_params
 from nerfgan_distill import BackendUnavailableError, ops
 from nerfgan_distill.ops.bias_act_ref import ACTIVATIONS
+from nerfgan_distill.dispatch import status
 
 ACTS = list(ACTIVATIONS)
 BACKENDS = backend_params()
@@ -352,6 +353,7 @@ def native_calls(monkeypatch):
     from nerfgan_distill import _native
 
     native = _native.load()
+    status("cpu")  # the backends' probe (build_info) runs once, before the spy counts calls
 
     class Spy:
         def __getattr__(self, name):
@@ -369,13 +371,26 @@ def test_auto_backend_uses_the_native_cpu_kernel(monkeypatch):
     assert calls == ["BiasActParams", "bias_act_forward_cpu"]
 
 
-@pytest.mark.parametrize("act", sorted(importlib.import_module("nerfgan_distill.ops.bias_act").TORCH_FASTER_ON_CPU))
-def test_auto_leaves_to_torch_what_torch_runs_faster_on_cpu(monkeypatch, act):
-    """Measured slower than eager torch (the benchmark): 'auto' runs torch, an explicit choice
-    (argument or environment) still runs the kernel."""
+BIAS_ACT_MODULE = importlib.import_module("nerfgan_distill.ops.bias_act")
+TORCH_CPU_RUNS_AVX512_UNCACHED = BIAS_ACT_MODULE._torch_cpu_runs_avx512.__wrapped__
+
+
+def torch_cpu_capability(monkeypatch, capability):
+    """Pretend torch's own CPU kernels are `capability` code (bias_act's 'auto' policy reads it;
+    uncached here, so each call takes effect)."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(BIAS_ACT_MODULE, "_torch_cpu_runs_avx512", TORCH_CPU_RUNS_AVX512_UNCACHED)
+
+
+@pytest.mark.parametrize("act", sorted(BIAS_ACT_MODULE.TORCH_FASTER_WITH_AVX512))
+def test_auto_leaves_to_torch_what_torch_runs_faster_with_avx512(monkeypatch, act):
+    """Measured slower than eager torch where torch runs AVX-512 code (the benchmark): 'auto'
+    runs torch there, an explicit choice (argument or environment) still runs the kernel; where
+    torch runs AVX2 code, 'auto' runs the kernel."""
     calls = native_calls(monkeypatch)
     x, b = make_inputs((2, 3), 1, "cpu")
     want = reference(x, b, act=act)
+    torch_cpu_capability(monkeypatch, "AVX512")
     torch.testing.assert_close(ops.bias_act(x, b, act=act).double(), want, rtol=1e-5, atol=1e-6)
     assert calls == []
     ops.bias_act(x, b, act=act, backend="cpu")
@@ -383,6 +398,10 @@ def test_auto_leaves_to_torch_what_torch_runs_faster_on_cpu(monkeypatch, act):
     monkeypatch.setenv("NERFGAN_DISTILL_BACKEND", "cpu")
     ops.bias_act(x, b, act=act)
     assert calls[2:] == ["BiasActParams", "bias_act_forward_cpu"]
+    monkeypatch.delenv("NERFGAN_DISTILL_BACKEND")
+    torch_cpu_capability(monkeypatch, "AVX2")
+    ops.bias_act(x, b, act=act)
+    assert calls[4:] == ["BiasActParams", "bias_act_forward_cpu"]
 
 
 # --- bad inputs ------------------------------------------------------------------------------

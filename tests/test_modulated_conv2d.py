@@ -646,6 +646,31 @@ def test_defaults_add_no_epilogue_and_epilogue_is_bias_act():
     assert torch.equal(y, bias_act_ref.bias_act_ref(plain, bias, 1, "lrelu", 0.2, 2 ** 0.5, 0.3))
 
 
+@pytest.mark.parametrize("capability,backend,want", [
+    ("AVX512", "auto", "torch"), ("AVX2", "auto", "cpu"), ("AVX512", "cpu", "cpu")])
+def test_composite_epilogue_follows_bias_acts_auto_policy(monkeypatch, capability, backend, want):
+    """A tanh epilogue on CPU tensors goes where bias_act's own 'auto' would send it (torch where
+    torch runs AVX-512 code); an explicit backend is kept."""
+    bias_act_module = importlib.import_module("nerfgan_distill.ops.bias_act")
+    monkeypatch.setattr(bias_act_module, "_torch_cpu_runs_avx512", lambda: capability == "AVX512")
+    module = importlib.import_module("nerfgan_distill.ops.modulated_conv2d")
+    used = []
+
+    def recording(*args, backend, **kwargs):
+        used.append(backend)
+        return bias_act_module.bias_act(*args, backend=backend, **kwargs)
+
+    monkeypatch.setattr(module, "bias_act", recording)
+    g = torch.Generator().manual_seed(5)
+    x, weight, styles = (torch.randn(*s, generator=g) for s in ((1, 4, 5, 5), (3, 4, 3, 3), (1, 4)))
+    bias = torch.randn(3, generator=g)
+    y = ops.modulated_conv2d(x, weight, styles, padding=1, bias=bias, act="tanh", backend=backend)
+    assert used == [want]
+    plain = modulated_conv2d_ref.modulated_conv2d_ref(x, weight, styles, None, 1, 1, (1, 1, 1, 1), None, True,
+                                                      True, True)
+    torch.testing.assert_close(y, bias_act_ref.bias_act_ref(plain, bias, 1, "tanh", 0.0, 1.0, None))
+
+
 @pytest.mark.parametrize("backend,device", FUSED)
 @pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("k", [1, 3])

@@ -211,6 +211,7 @@ def environment(device: torch.device) -> dict:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the ISA of torch's own CPU kernels
         "triton": triton_version,
         "nerfgan_distill": version("nerfgan-distill"),
         "native_build": _native.build_info(),

@@ -11,6 +11,7 @@ backend runs the reference in bias_act_ref.py with plain autograd.
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -26,11 +27,28 @@ __all__ = ["bias_act", "ACTIVATIONS"]
 
 FORWARD, GRAD, GRAD2 = (BIAS_ACT_MODE[m] for m in ("forward", "grad", "grad2"))  # the kernels' modes
 
-# For CPU tensors 'auto' leaves these to torch: its vectorised exp/tanh (Sleef) and a backward from
-# the saved output beat our kernel's forward + recomputing backward (0.77-0.94x of eager torch
-# forward+backward at [8, 256, 64, 64], benchmarks/results/bias_act-cpu-*-20261207-*.json);
-# linear, relu, lrelu and swish stay on the cpu kernel (2.0-3.5x).
-TORCH_FASTER_ON_CPU = frozenset({"tanh", "sigmoid", "elu", "selu", "softplus"})
+# Our CPU kernel is AVX2 code. Where torch's own CPU kernels are AVX-512 code, its vectorised
+# exp/tanh (Sleef) and a backward from the saved output beat ours for these activations (a Xeon:
+# 0.83-0.94x of eager torch forward but sigmoid's 2.6x, 0.77-0.84x forward+backward at
+# [8, 256, 64, 64], benchmarks/results/bias_act-cpu-intel-*-20261207-*.json; that file predates the
+# benchmark's torch_cpu_capability field, AVX-512 is inferred from the server Xeon), so 'auto'
+# leaves them to torch there. Where torch runs AVX2 code too, ours are 1.2-2.9x forward and 0.85-1.4x
+# forward+backward (an AMD EPYC, two runs: bias_act-cpu-amd-epyc-20261207-*.json), so 'auto' keeps
+# them. linear, relu, lrelu and swish stay on the kernel everywhere (2.0-3.8x).
+TORCH_FASTER_WITH_AVX512 = frozenset({"tanh", "sigmoid", "elu", "selu", "softplus"})
+
+
+@functools.lru_cache(maxsize=None)
+def _torch_cpu_runs_avx512() -> bool:
+    return "AVX512" in torch.backends.cpu.get_cpu_capability()
+
+
+def backend_for(backend: str, device: torch.device, act: str) -> str:
+    """The backend that runs bias_act with activation `act` on `device` for the requested
+    `backend` (dispatch.resolve, with the CPU policy above for 'auto'); also used by the ops
+    that take bias_act as an epilogue."""
+    slower = act in TORCH_FASTER_WITH_AVX512 and device.type == "cpu" and _torch_cpu_runs_avx512()
+    return resolve(backend, device, cpu_kernel_slower=slower)
 
 
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = "linear",
@@ -61,7 +79,7 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
             raise ValueError(f"bias_act: b must have shape [{x.shape[dim]}] to match x.shape[{dim}] "
                              f"(x is {list(x.shape)}), got {list(b.shape)}")
         check_same_device_dtype(op, "b", b, "x", x)
-    name = resolve(backend, x.device, cpu_kernel_slower=act in TORCH_FASTER_ON_CPU)
+    name = backend_for(backend, x.device, act)
     if name == "torch":
         return bias_act_ref(x, b, dim, act, alpha, gain, clamp)
     return torch.ops.nerfgan_distill.bias_act(x, b, dim, act, alpha, gain, clamp_value, name)

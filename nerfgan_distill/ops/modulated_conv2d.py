@@ -23,7 +23,7 @@ import torch
 
 from ..dispatch import resolve
 from ._common import check_float_tensor
-from .bias_act import activation_args, bias_act
+from .bias_act import activation_args, backend_for, bias_act
 from .conv2d_resample import check_factor, check_kernel, conv2d_resample, output_size
 from .modulated_conv2d_fused import FusedModConv, fused_forward
 from .modulated_conv2d_ref import modulated_conv2d_ref
@@ -53,8 +53,10 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     name = resolve(backend, x.device)
     if _runs_fused(name, x, weight, noise, up, down, out_shape, flip_weight, fused_modconv):
         return _fused(x, weight, styles, noise, bias, padding, demodulate, flip_weight, fused_modconv, epilogue, name)
+    # The epilogue's backend follows bias_act's own 'auto' policy (which activations it leaves to torch).
     return _composite(x, weight, styles, noise, bias, up, down, padding, resample_filter, demodulate,
-                      flip_weight, fused_modconv, epilogue, name)
+                      flip_weight, fused_modconv, epilogue, name,
+                      epilogue_backend=None if epilogue is None else backend_for(backend, x.device, epilogue[0]))
 
 
 def _fused(x, weight, styles, noise, bias, padding, demodulate, flip_weight, fused_modconv, epilogue, backend):
@@ -164,7 +166,7 @@ def _fusable(x, weight, noise, up, down, out_shape, flip_weight) -> bool:
 
 
 def _composite(x, weight, styles, noise, bias, up, down, padding, resample_filter, demodulate, flip_weight,
-               fused_modconv, epilogue, backend):
+               fused_modconv, epilogue, backend, epilogue_backend=None):
     # The public conv2d_resample validates up, down, the filter and flip_weight, and runs
     # the reference for backend 'torch'.
     resample = functools.partial(_resample, backend=backend)
@@ -180,7 +182,7 @@ def _composite(x, weight, styles, noise, bias, up, down, padding, resample_filte
         return y
     act, alpha, gain, clamp = epilogue
     return bias_act(y, None if bias is None else bias.to(y.dtype), dim=1, act=act, alpha=alpha, gain=gain,
-                    clamp=clamp, backend=backend)
+                    clamp=clamp, backend=epilogue_backend or backend)
 
 
 def _is_pointwise(x, weight, up, down, padding) -> bool:
