@@ -43,6 +43,8 @@ def _torch_cpu_runs_avx512() -> bool:
     return "AVX512" in torch.backends.cpu.get_cpu_capability()
 
 
+# Constant for torch.compile, as dispatch.resolve (the capability query would not trace).
+@torch.compiler.assume_constant_result
 def backend_for(backend: str, device: torch.device, act: str) -> str:
     """The backend that runs bias_act with activation `act` on `device` for the requested
     `backend` (dispatch.resolve, with the CPU policy above for 'auto'); also used by the ops
