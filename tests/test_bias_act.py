@@ -377,8 +377,9 @@ TORCH_CPU_RUNS_AVX512_UNCACHED = BIAS_ACT_MODULE._torch_cpu_runs_avx512.__wrappe
 
 def torch_cpu_capability(monkeypatch, capability):
     """Pretend torch's own CPU kernels are `capability` code (bias_act's 'auto' policy reads it;
-    uncached here, so each call takes effect)."""
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    uncached here, so each call takes effect). Like the real query, the fake cannot be traced by
+    torch.compile."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", torch.compiler.disable(lambda: capability))
     monkeypatch.setattr(BIAS_ACT_MODULE, "_torch_cpu_runs_avx512", TORCH_CPU_RUNS_AVX512_UNCACHED)
 
 
@@ -402,6 +403,19 @@ def test_auto_leaves_to_torch_what_torch_runs_faster_with_avx512(monkeypatch, ac
     torch_cpu_capability(monkeypatch, "AVX2")
     ops.bias_act(x, b, act=act)
     assert calls[4:] == ["BiasActParams", "bias_act_forward_cpu"]
+
+
+@pytest.mark.parametrize("capability", ["AVX512", "AVX2"])
+def test_auto_policy_compiles_fullgraph(monkeypatch, capability):
+    """torch.compile must take the policy's answer as a constant, not trace torch's CPU-capability
+    query (a graph break fails fullgraph), on either side of the policy."""
+    torch_cpu_capability(monkeypatch, capability)
+    torch._dynamo.reset()
+    x, b = make_inputs((2, 8, 6, 6), 1, "cpu")
+    fn = lambda x, b: ops.bias_act(x, b, act="tanh") * 2  # noqa: E731
+    compiled = torch.compile(fn, fullgraph=True)
+    torch.testing.assert_close(compiled(x, b).double(), 2 * reference(x, b, act="tanh"), rtol=1e-5, atol=1e-6)
+    torch._dynamo.reset()
 
 
 # --- bad inputs ------------------------------------------------------------------------------
