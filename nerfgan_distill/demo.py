@@ -15,14 +15,18 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["run_demo", "DEFAULT_POOL", "DEFAULT_STEPS", "DEFAULT_STAGE1_STEPS", "DEFAULT_BATCH"]
+__all__ = ["run_demo", "DEFAULT_POOL", "DEFAULT_STEPS", "DEFAULT_STAGE1_STEPS", "DEFAULT_BATCH", "DEFAULT_LR_G",
+           "DEFAULT_LR_RAMPDOWN"]
 
-# Sized for about 10 minutes on 2 CPU cores (rendering the pool first leaves more of the budget to
-# training than rendering on the fly).
+# Sized for well under 10 minutes on 2 CPU cores (rendering the pool first leaves more of the budget to
+# training than rendering on the fly). The small student learns faster at 4x train's default lr, with the
+# last 30% ramped down: 25.75 dB in 1300 steps against 24.6 dB in 1600 at lr 0.002 (1 thread, same pool).
 DEFAULT_POOL = 3072
-DEFAULT_STEPS = 2200
-DEFAULT_STAGE1_STEPS = 1980
+DEFAULT_STEPS = 1300
+DEFAULT_STAGE1_STEPS = 1220
 DEFAULT_BATCH = 8
+DEFAULT_LR_G = 0.008
+DEFAULT_LR_RAMPDOWN = 0.3
 EVAL_COUNT = 16
 TURNTABLE_LATENTS = 3
 TURNTABLE_FRAMES = 36
@@ -91,7 +95,8 @@ def _summary(metrics: dict) -> dict:
 
 
 def run_demo(out_dir, teacher: str = "bundled", device=None, pool: int = DEFAULT_POOL, steps: int = DEFAULT_STEPS,
-             stage1_steps: int = DEFAULT_STAGE1_STEPS, batch: int = DEFAULT_BATCH, seed: int = 0,
+             stage1_steps: int = DEFAULT_STAGE1_STEPS, batch: int = DEFAULT_BATCH, lr_g: float = DEFAULT_LR_G,
+             lr_rampdown: float = DEFAULT_LR_RAMPDOWN, seed: int = 0,
              eval_count: int = EVAL_COUNT, speed_batches=(1, 8), progress: bool = True) -> dict:
     """Run the demo into out_dir; returns metrics.json's content. A rerun with the same settings
     reuses the pool and the finished run (nothing is deleted); other settings into a folder that
@@ -110,7 +115,8 @@ def run_demo(out_dir, teacher: str = "bundled", device=None, pool: int = DEFAULT
     device = _device(device)
     # Bad settings fail here, before anything is rendered; an unfinished run resumes.
     config = TrainConfig(teacher=str(teacher), out=str(out / "run"), student="demo", steps=steps,
-                         stage1_steps=stage1_steps, batch=batch, seed=seed, data=str(out / "pool"),
+                         stage1_steps=stage1_steps, batch=batch, lr_g=lr_g, lr_rampdown=lr_rampdown, seed=seed,
+                         data=str(out / "pool"),
                          device=str(device), checkpoint_every=max(steps // 4, 1), progress=progress,
                          resume=(out / "run" / "checkpoint.safetensors").is_file())
     out.mkdir(parents=True, exist_ok=True)
@@ -145,7 +151,8 @@ def run_demo(out_dir, teacher: str = "bundled", device=None, pool: int = DEFAULT
 
     result = {"summary": _summary(metrics), "seconds": {k: round(v, 1) for k, v in times.items()},
               "settings": {"teacher": str(teacher), "pool": pool, "steps": steps, "stage1_steps": stage1_steps,
-                           "batch": batch, "seed": seed, "device": str(device), "student": "demo"},
+                           "batch": batch, "lr_g": lr_g, "lr_rampdown": lr_rampdown,
+                           "seed": seed, "device": str(device), "student": "demo"},
               "files": {name: str(out / name) for name in ("student.safetensors", "turntable.gif", "samples.png",
                                                            "losses.png", "speed.png", "metrics.json")},
               "eval": metrics}

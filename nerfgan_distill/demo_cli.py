@@ -24,7 +24,8 @@ def _demo(args: argparse.Namespace) -> int:
     if not 0 <= args.stage1_steps <= args.steps:  # before the pool is rendered; cli.main makes it one line, exit 2
         raise ConfigError(f"--stage1-steps ({args.stage1_steps}) must be between 0 and --steps ({args.steps})")
     result = run_demo(args.out, teacher=args.teacher, device=args.device, pool=args.pool, steps=args.steps,
-                      stage1_steps=args.stage1_steps, batch=args.batch, seed=args.seed,
+                      stage1_steps=args.stage1_steps, batch=args.batch, lr_g=args.lr_g,
+                      lr_rampdown=args.lr_rampdown, seed=args.seed,
                       eval_count=args.eval_count, progress=not args.no_progress)
     s, t = result["summary"], result["seconds"]
     print(f"student vs teacher on {args.eval_count} held-out latents x {result['eval']['protocol']['views']} views: "
@@ -41,7 +42,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands) -> None:
-    from .demo import DEFAULT_BATCH, DEFAULT_POOL, DEFAULT_STAGE1_STEPS, DEFAULT_STEPS, EVAL_COUNT
+    from .demo import (DEFAULT_BATCH, DEFAULT_LR_G, DEFAULT_LR_RAMPDOWN, DEFAULT_POOL, DEFAULT_STAGE1_STEPS,
+                       DEFAULT_STEPS, EVAL_COUNT)
 
     p = commands.add_parser("demo", help="distill the bundled teacher into a student and show both side by side")
     p.add_argument("--out", type=Path, default=Path("nerfgan-distill-demo"), help="output folder "
@@ -54,6 +56,10 @@ def add_commands(commands) -> None:
     p.add_argument("--stage1-steps", type=int, default=DEFAULT_STAGE1_STEPS,
                    help=f"reconstruction-only steps before the adversarial ones (default {DEFAULT_STAGE1_STEPS})")
     p.add_argument("--batch", type=_positive, default=DEFAULT_BATCH, help=f"batch (default {DEFAULT_BATCH})")
+    p.add_argument("--lr-g", type=float, default=DEFAULT_LR_G,
+                   help=f"the student's learning rate (default {DEFAULT_LR_G})")
+    p.add_argument("--lr-rampdown", type=float, default=DEFAULT_LR_RAMPDOWN,
+                   help=f"fraction of the steps over which the rates fall to zero (default {DEFAULT_LR_RAMPDOWN})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-count", type=_positive, default=EVAL_COUNT,
                    help=f"held-out latents to evaluate (default {EVAL_COUNT})")

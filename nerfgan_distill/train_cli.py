@@ -47,6 +47,9 @@ def add_commands(commands) -> None:
                    help="camera that conditions the teacher's mapping (default: an independent random pose)")
     p.add_argument("--lr-g", type=float, default=0.002)
     p.add_argument("--lr-d", type=float, default=0.002)
+    p.add_argument("--lr-rampdown", type=float, default=0.0,
+                   help="fraction of the run over which both learning rates fall to zero on a half cosine "
+                        "(default 0: constant)")
     p.add_argument("--adv-weight", type=float, default=0.1)
     p.add_argument("--r1-gamma", type=float, default=1.0)
     p.add_argument("--r1-interval", type=int, default=16, help="lazy R1: every N steps (default 16)")
@@ -68,8 +71,8 @@ def _train(args: argparse.Namespace) -> int:
         stage1_steps=args.stage1_steps, batch=args.batch, seed=args.seed, device=args.device,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, resume=args.resume, data=args.data,
         dataset=args.dataset, real_mix=args.real_mix, truncation=args.truncation, cond_pose=args.cond_pose,
-        lr_g=args.lr_g, lr_d=args.lr_d, adv_weight=args.adv_weight, r1_gamma=args.r1_gamma,
-        r1_interval=args.r1_interval, mbstd_group=args.mbstd_group,
+        lr_g=args.lr_g, lr_d=args.lr_d, lr_rampdown=args.lr_rampdown, adv_weight=args.adv_weight,
+        r1_gamma=args.r1_gamma, r1_interval=args.r1_interval, mbstd_group=args.mbstd_group,
         perceptual_weights=args.perceptual_weights, sr_init=args.sr_init, progress=not args.no_progress)
     summary = train(config)
     if summary is not None:

@@ -3,6 +3,7 @@ per-step losses with 2 gloo processes as with one, and the refusals (existing ru
 files, full disks, NaN)."""
 import errno
 import json
+import math
 import os
 import signal
 import subprocess
@@ -164,6 +165,55 @@ def test_resume_with_other_options_is_refused(teacher_file, uninterrupted, tmp_p
     assert "--lr-g" in capsys.readouterr().err
 
 
+def test_lr_rampdown_follows_a_half_cosine_to_zero():
+    from nerfgan_distill.distill import TrainConfig
+
+    constant = TrainConfig(teacher="t", out="o", steps=100)
+    assert [constant.lr_factor(s) for s in (0, 50, 99)] == [1.0, 1.0, 1.0]
+    ramp = TrainConfig(teacher="t", out="o", steps=100, lr_rampdown=0.4)
+    assert ramp.lr_factor(0) == ramp.lr_factor(60) == 1.0
+    assert ramp.lr_factor(80) == pytest.approx(0.5)
+    assert ramp.lr_factor(100) == pytest.approx(0.0, abs=1e-12)
+    factors = [ramp.lr_factor(s) for s in range(60, 101)]
+    assert all(a > b for a, b in zip(factors, factors[1:]))
+    assert "steps" in ramp.identity() and "steps" not in constant.identity()
+
+
+def test_lr_rampdown_sets_both_rates_and_resumes_to_the_same_weights(teacher_file, tmp_path, monkeypatch, capsys):
+    from nerfgan_distill.distill.trainer import Trainer
+
+    ramp = ["--steps", "6", "--stage1-steps", "3", "--checkpoint-every", "2", "--lr-rampdown", "0.5"]
+    seen, set_rates = [], Trainer.set_learning_rates
+
+    def spy(self, step):
+        set_rates(self, step)
+        seen.append((step, self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]))
+
+    monkeypatch.setattr(Trainer, "set_learning_rates", spy)
+    assert _train(teacher_file, tmp_path / "whole", *ramp) == 0
+    assert [s for s, _, _ in seen] == list(range(6))
+    for step, lr_g, lr_d in seen:  # flat for 3 steps, then the cosine over the last 3
+        factor = 1.0 if step <= 3 else 0.5 - 0.5 * math.cos(math.pi * (6 - step) / 3)
+        assert lr_g == pytest.approx(0.002 * factor), step
+        assert lr_d == pytest.approx(0.002 * (2 / 3) * factor), step  # D's lazy-R1 correction (--r1-interval 2)
+
+    # Stopped after the step-4 checkpoint, then resumed: the schedule continues where it was.
+    stop_at_4 = Trainer._stop_everywhere
+    monkeypatch.setattr(Trainer, "_stop_everywhere", lambda self: self.step == 4 or stop_at_4(self))
+    out = tmp_path / "stopped"
+    assert _train(teacher_file, out, *ramp) != 0
+    assert ckpt.load_checkpoint(out / "checkpoint.safetensors").step == 4
+    monkeypatch.setattr(Trainer, "_stop_everywhere", stop_at_4)
+    capsys.readouterr()
+    assert _train(teacher_file, out, *ramp[:1], "8", *ramp[2:], "--resume") == 2  # the schedule depends on --steps
+    assert "--steps 6 there, 8 now" in capsys.readouterr().err
+    assert _train(teacher_file, out, *ramp, "--resume") == 0
+    a, b = _tensors(tmp_path / "whole" / "checkpoint.safetensors"), _tensors(out / "checkpoint.safetensors")
+    for name in a:
+        if not name.startswith("rng/"):
+            torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
+
+
 @pytest.mark.parametrize("what", ["student", "missing", "checkpoint"])
 def test_wrong_teacher_files_get_one_line(teacher_file, uninterrupted, tmp_path, capsys, what):
     path = {"student": uninterrupted / "student.safetensors", "missing": tmp_path / "nope.safetensors",
@@ -214,6 +264,7 @@ def test_nan_stops_the_run_with_a_message(teacher_file, tmp_path, monkeypatch, c
     (["--steps", "0"], "--steps must be an int >= 1"),
     (["--steps", "4", "--real-mix", "0.5"], "--real-mix > 0 needs --dataset"),
     (["--steps", "4", "--batch", "3", "--mbstd-group", "2"], "--batch 3 is not divisible by --mbstd-group 2"),
+    (["--steps", "4", "--lr-rampdown", "1.5"], "--lr-rampdown must be in [0, 1], got 1.5"),
 ])
 def test_bad_options_get_one_line(teacher_file, tmp_path, capsys, args, message):
     argv = ["train", "--teacher", str(teacher_file), "--out", str(tmp_path / "o"), *COMMON, *args]

@@ -7,7 +7,9 @@ Defaults where the paper is silent (../shared/docs/paper.md, 7), each a document
   the adversarial term at 0.1, so it sharpens without pulling the student off the teacher;
 - Adam with StyleGAN2's betas (0, 0.99), learning rate 0.002 for both networks, lazy R1
   every 16 steps with EG3D's gamma 1 (FFHQ uses 1; the discriminator's lr and betas are
-  corrected for the lazy interval as StyleGAN2 does);
+  corrected for the lazy interval as StyleGAN2 does); with --lr-rampdown F both rates fall to
+  zero over the last fraction F of the run along a half cosine (StyleGAN2's projector schedule),
+  so the student settles instead of hovering at the constant rate's noise floor (default 0: constant);
 - an EMA of the student with a half-life of 10 kimg at batch 32 (StyleGAN2-ADA's rule,
   scaled by the batch) and a 5% ramp-up;
 - the discriminator's "real" set: teacher renders, mixed with dataset images at --real-mix
@@ -16,6 +18,7 @@ Defaults where the paper is silent (../shared/docs/paper.md, 7), each a document
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -47,6 +50,7 @@ class TrainConfig:
     lr_g: float = 0.002
     lr_d: float = 0.002
     betas: tuple = (0.0, 0.99)
+    lr_rampdown: float = 0.0  # fraction of the run over which both learning rates fall to zero
     raw_weight: float = 1.0
     feature_weight: float = 1.0
     hr_weight: float = 1.0
@@ -82,10 +86,24 @@ class TrainConfig:
             raise ConfigError("--real-mix > 0 needs --dataset (the real images to mix with the teacher's renders)")
         if self.ema_kimg is None:
             self.ema_kimg = 10 * self.batch / 32
+        if not 0 <= self.lr_rampdown <= 1:
+            raise ConfigError(f"--lr-rampdown must be in [0, 1], got {self.lr_rampdown}")
         for name in ("lr_g", "lr_d", "raw_weight", "feature_weight", "hr_weight", "perceptual_weight",
                      "adv_weight", "r1_gamma", "ema_kimg"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+
+    def lr_factor(self, step: int) -> float:
+        """The learning rates' multiplier at `step`: 1, then a half cosine to 0 over the last lr_rampdown."""
+        if self.lr_rampdown <= 0:
+            return 1.0
+        remaining = (self.steps - step) / (self.lr_rampdown * self.steps)
+        return 0.5 - 0.5 * math.cos(math.pi * min(remaining, 1.0))
+
+    def identity(self) -> dict:
+        """The options a resumed run must keep; with a ramp-down the schedule depends on --steps too."""
+        names = RUN_IDENTITY + (("steps",) if self.lr_rampdown > 0 else ())
+        return {k: getattr(self, k) for k in names}
 
     @property
     def stage2_steps(self) -> int:
@@ -103,7 +121,7 @@ class TrainConfig:
 
 # Options that define a run: resuming with another value would not continue the same run.
 RUN_IDENTITY = ("student", "stage1_steps", "batch", "seed", "data", "dataset", "real_mix", "truncation",
-                "cond_pose", "lr_g", "lr_d", "betas", "raw_weight", "feature_weight", "hr_weight",
+                "cond_pose", "lr_g", "lr_d", "betas", "lr_rampdown", "raw_weight", "feature_weight", "hr_weight",
                 "perceptual_weight", "adv_weight", "r1_gamma", "r1_interval", "ema_kimg", "ema_rampup", "sr_init",
                 "mbstd_group")
 

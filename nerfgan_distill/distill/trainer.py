@@ -33,7 +33,7 @@ from ..formats import peek_metadata
 from ..networks.discriminator import DualDiscriminator, filtered_resizing
 from . import checkpoint as ckpt
 from . import losses
-from .config import RUN_IDENTITY, TrainConfig, discriminator_kwargs
+from .config import TrainConfig, discriminator_kwargs
 from .parallel import World, all_reduce_gradients, average_buffers, mean_over_processes
 from .rng import sample_generator
 
@@ -77,6 +77,7 @@ class Trainer:
         ratio = config.r1_interval / (config.r1_interval + 1)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d * ratio,
                                       betas=tuple(b ** ratio for b in betas), eps=1e-8)
+        self.base_lrs = {"opt_g": config.lr_g, "opt_d": config.lr_d * ratio}
         self.step = 0
         self._stop_requested = False
 
@@ -93,6 +94,7 @@ class Trainer:
         data = self.source.batch(numbers)
         target = {k: data[k] for k in ("image", "image_raw", "feature_image")}
         stage = 1 if step < cfg.stage1_steps else 2
+        self.set_learning_rates(step)
         # The student's phase: reconstruction, plus the adversarial term in stage 2.
         fake = self.student(data["ws"], data["c"], update_emas=True)
         average_buffers(self.student.running_statistics(), self.world)
@@ -116,6 +118,13 @@ class Trainer:
         logged = mean_over_processes({**terms, **stats}, self.world)
         logged["loss_student"] = sum(v for k, v in logged.items() if k.startswith(("rec_", "adv_g")))
         return {"stage": stage, **logged}
+
+    def set_learning_rates(self, step: int) -> None:
+        """The schedule's rates for `step` (a function of the step alone, so a resumed run follows it)."""
+        factor = self.config.lr_factor(step)
+        for name, optimizer in self._optimizers().items():
+            for group in optimizer.param_groups:
+                group["lr"] = self.base_lrs[name] * factor
 
     def _optimize(self, optimizer, module, terms: dict, step: int, name: str) -> None:
         loss = sum(terms.values())
@@ -165,7 +174,7 @@ class Trainer:
     # --- the run ----------------------------------------------------------------------------
 
     def run_config(self) -> dict:
-        return {"train": self.config.to_json(), "identity": {k: getattr(self.config, k) for k in RUN_IDENTITY},
+        return {"train": self.config.to_json(), "identity": self.config.identity(),
                 "teacher": self.teacher_id, "student": self.student.init_kwargs, "discriminator": self.d_kwargs,
                 "world_size": self.world.size}
 
